@@ -301,6 +301,8 @@ Napi::Value BpfObject::AttachPerfEvent(const Napi::CallbackInfo& info) {
 
   auto set = std::make_shared<LinkSet>();
   set->freq_mode = freq > 0;
+  set->hrtimer_event = attr.type == PERF_TYPE_SOFTWARE &&
+                       (attr.config == PERF_COUNT_SW_CPU_CLOCK || attr.config == PERF_COUNT_SW_TASK_CLOCK);
   for (uint32_t i = 0; i < cpus.Length(); i++) {
     Napi::Value c = cpus.Get(i);
     if (!c.IsNumber()) ThrowType(env, "options.cpus must hold numbers");

@@ -16,6 +16,10 @@ struct LinkSet {
   std::vector<int> perf_fds;  // owned by the links (libbpf closes them on destroy)
   std::vector<int> cpus;      // perf events only: cpu of perf_fds[i]
   bool freq_mode = false;
+  // For hrtimer-driven software events (cpu-clock, task-clock) the kernel turns a frequency into a
+  // fixed period at open and clears attr.freq, so a later PERF_EVENT_IOC_PERIOD value is taken as
+  // a period in ns: frequency changes must be refused for them (use period mode instead).
+  bool hrtimer_event = false;
   void Close();
   ~LinkSet() { Close(); }
 };

@@ -45,6 +45,8 @@ PerfLink::PerfLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PerfLink>(
 
 void PerfLink::SetAll(Napi::Env env, uint64_t value, bool want_freq) {
   if (set_->links.empty()) ThrowPlain(env, "perf link is closed");
+  if (want_freq && set_->hrtimer_event)
+    ThrowPlain(env, "cpu-clock/task-clock events cannot change frequency while attached: open them in period mode and use setPeriod");
   if (want_freq != set_->freq_mode)
     ThrowPlain(env, want_freq ? "perf link samples by period, not frequency" : "perf link samples by frequency, not period");
   // In frequency mode PERF_EVENT_IOC_PERIOD sets sample_freq (kernel/events/core.c perf_event_period).
