@@ -71,9 +71,15 @@ struct {
 	__uint(max_entries, SAMPLE_RINGBUF_BYTES);
 } samples SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENT_RINGBUF_BYTES);
+} events SEC(".maps");
+
 /* Keeps struct sample_event in the object's BTF (ring buffers carry no value type), so user space
  * can check its decoder against the real size. */
 const struct sample_event *unused_sample_event __attribute__((unused));
+const struct process_event *unused_process_event __attribute__((unused));
 
 static __always_inline void count_stat(__u32 idx)
 {
@@ -220,6 +226,28 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		count_stat(STAT_FORKS_FOLLOWED);
 	else
 		count_stat(STAT_TARGETS_FULL);
+	return 0;
+}
+
+/* Tells user space that a sampled process exec'd, so it reads the new image's mappings while the
+ * process still exists. */
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct process_event *e;
+
+	if (filter_mode == FILTER_TARGETS && !bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_stat(STAT_EVENTS_FULL);
+		return 0;
+	}
+	e->type = PROCESS_EXEC;
+	e->tgid = tgid;
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 

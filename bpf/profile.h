@@ -12,6 +12,7 @@
 #define COUNTS_MAP_ENTRIES 32768
 #define TARGETS_MAP_ENTRIES 4096
 #define SAMPLE_RINGBUF_BYTES (4 * 1024 * 1024)
+#define EVENT_RINGBUF_BYTES (256 * 1024)
 
 /* Values of filter_mode. */
 #define FILTER_ALL 0     /* every task on the host */
@@ -32,6 +33,7 @@ enum profile_stat {
 	STAT_RINGBUF_FULL,         /* samples lost: ring buffer had no room */
 	STAT_FORKS_FOLLOWED,       /* children added to the targets map */
 	STAT_TARGETS_FULL,         /* children not followed: targets map full */
+	STAT_EVENTS_FULL,          /* process events lost: events ring buffer full */
 	STAT__COUNT,
 };
 
@@ -62,6 +64,17 @@ struct sample_event {
 	char process_comm[TASK_COMM_LEN];
 	__u64 kstack[MAX_STACK_DEPTH];
 	__u64 ustack[MAX_STACK_DEPTH];
+};
+
+/* Values of process_event.type. */
+#define PROCESS_EXEC 1
+
+/* A sampled process replaced its image (execve): user space snapshots its new mappings at once,
+ * before a short-lived program can exit and take them along. */
+struct process_event {
+	__u32 type;
+	__u32 tgid;
+	char comm[TASK_COMM_LEN];
 };
 
 /* The control map's single value, written by user space while running. */
