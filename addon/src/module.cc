@@ -2,6 +2,7 @@
 // Entry point of the native addon: registers the classes and a few libbpf-level functions.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include "addon_data.h"
@@ -42,6 +43,12 @@ static Napi::Value EnableRunTimeStats(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
+// releaseFreeMemory(): returns memory that malloc holds but no longer uses to the kernel
+// (malloc_trim). Large transient buffers (a symbol table being built) otherwise stay resident.
+static Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
+}
+
 static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   close(static_cast<int>(ArgUint32(info, 0, "fd")));
   return info.Env().Undefined();
@@ -69,6 +76,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeProgramType", Napi::Function::New<ProbeProgramType>(env, "probeProgramType"));
   exports.Set("enableRunTimeStats", Napi::Function::New<EnableRunTimeStats>(env, "enableRunTimeStats"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
+  exports.Set("releaseFreeMemory", Napi::Function::New<ReleaseFreeMemory>(env, "releaseFreeMemory"));
   return exports;
 }
 

@@ -40,6 +40,11 @@ struct RingBufferState {
   std::mutex error_mutex;
   std::string last_callback_error;
   Napi::Promise::Deferred* closed = nullptr;  // resolved when every queued batch was delivered
+  // Stops the polling thread when the environment shuts down with the ring buffer still open (the
+  // process exits without close()): the thread must not outlive the thread-safe function it uses.
+  Napi::Env::CleanupHook<void (*)(RingBufferState*), RingBufferState> cleanup;
+  bool has_cleanup = false;
+  napi_env env = nullptr;
 
   void Flush() {
     if (pending.records == 0) return;
@@ -134,6 +139,15 @@ Napi::Object RingBuffer::Open(Napi::Env env, int map_fd, const std::string& map_
   // Polling alone must not keep the process alive; close() re-references until delivery ends.
   state->tsfn.Unref(env);
   state->thread = std::thread(PollLoop, raw);
+  state->env = env;
+  // The hook is consumed by running (node-addon-api frees it): it must not also be removed then.
+  state->cleanup = env.AddCleanupHook(
+      +[](RingBufferState* s) {
+        s->has_cleanup = false;
+        StopRingBuffer(*s);
+      },
+      raw);
+  state->has_cleanup = true;
 
   std::shared_ptr<RingBufferState> holder = state;
   auto ext = Napi::External<std::shared_ptr<RingBufferState>>::New(env, &holder);
@@ -149,6 +163,10 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingBu
 bool StopRingBuffer(RingBufferState& state) {
   if (state.stopped) return false;
   state.stopped = true;
+  if (state.has_cleanup) {
+    state.has_cleanup = false;
+    state.cleanup.Remove(Napi::Env(state.env));
+  }
   state.stop.store(true, std::memory_order_release);
   if (state.thread.joinable()) state.thread.join();
   ring_buffer__free(state.rb);
@@ -157,14 +175,8 @@ bool StopRingBuffer(RingBufferState& state) {
 }
 
 RingBuffer::~RingBuffer() {
-  // Finalizer: the environment may be going away; stop the thread so it never outlives us.
-  if (state_ && !state_->stopped) {
-    state_->stop.store(true, std::memory_order_release);
-    if (state_->thread.joinable()) state_->thread.join();
-    state_->stopped = true;
-    ring_buffer__free(state_->rb);
-    state_->rb = nullptr;
-  }
+  // Garbage collected while still open: stop the thread so it never outlives its handle.
+  if (state_) StopRingBuffer(*state_);
 }
 
 Napi::Value RingBuffer::Stats(const Napi::CallbackInfo& info) {

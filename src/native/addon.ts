@@ -148,6 +148,8 @@ export interface NativeAddon {
   /** Turns on per-program run-time accounting while the returned fd stays open. */
   enableRunTimeStats(): number;
   closeFd(fd: number): void;
+  /** malloc_trim(0): hands memory malloc keeps but no longer uses back to the kernel. */
+  releaseFreeMemory(): boolean;
 }
 
 export const addonPath = path.join(packageRoot, 'addon', 'build', 'Release', 'ebpfprof_native.node');
