@@ -60,8 +60,8 @@ $(TS_STAMP): $(TS_SRCS) node_modules/.package-lock.json
 
 run: build
 	@mkdir -p $(OUT)
-	node dist/cli/main.js record --all --duration 5s --freq 99 --output $(OUT)/host.pb.gz
-	node dist/cli/main.js view $(OUT)/host.pb.gz --output $(OUT)/host.html
+	bin/ebpfprof record --all --duration 5s --freq 99 --output $(OUT)/host.pb.gz
+	bin/ebpfprof view $(OUT)/host.pb.gz --output $(OUT)/host.html
 
 test: build
 	npx tap $(TAP_FLAGS) $(if $(TESTS),$(TESTS),"dist/test/**/*.test.js")

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EbpfprofError } from '../errors';
+import { loadAddon } from '../native/addon';
 import { Profile, ProfileBuilder } from '../profile/model';
 import { processAlive, readProcStat, threadGroupOf } from '../process/proc';
 import { CpuSampler, DrainedSample, periodNs, SamplerStats, validateFrequency } from '../sampler/cpu-sampler';
@@ -132,6 +133,11 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     comments: [],
   });
 
+  if (options.kernelStacks !== false) {
+    // Parse kallsyms before sampling starts, not in the middle of the first drain.
+    symbolizer.loadKernelSymbols();
+    setTimeout(releaseFreeMemory, 100).unref();
+  }
   const folder = new SampleFolder(builder, symbolizer);
   let child: ChildProcess | null = null;
   let commandExit: RecordSummary['commandExit'];
@@ -161,9 +167,18 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     throw explainKernelError(e, 'starting the CPU sampler', { frequencyHz: options.frequencyHz, ...(target ? { pid: target.pid } : {}) });
   }
 
-  // Drains are serialized so that every drained row is folded exactly once.
+  // Drains are serialized so that every drained row is folded exactly once. After a drain that
+  // loaded symbol tables, the transient buffers of loading them are handed back to the kernel once
+  // V8 has released them: a profiler must not keep the peak of its busiest second resident.
   let folding: Promise<void> = Promise.resolve();
-  const drainAndFold = (): Promise<void> => (folding = folding.then(async () => folder.add(await sampler.drain())));
+  let bytesRead = symbolizer.stats().binaries.bytesRead;
+  const drainAndFold = (): Promise<void> =>
+    (folding = folding.then(async () => {
+      folder.add(await sampler.drain());
+      const read = symbolizer.stats().binaries.bytesRead;
+      if (read > bytesRead + (1 << 20)) setTimeout(releaseFreeMemory, 100).unref();
+      bytesRead = read;
+    }));
 
   /**
    * A sampled process exec'd: read its new mappings now, and again once the dynamic loader has mapped
@@ -262,6 +277,10 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
   if (!options.symbolizer) symbolizer.close();
   for (const line of summaryComments(options, summary)) builder.addComment(line);
   return { profile: builder.build(), summary };
+}
+
+function releaseFreeMemory(): void {
+  loadAddon().releaseFreeMemory();
 }
 
 function lostSamples(s: SamplerStats): number {

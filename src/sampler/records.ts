@@ -103,15 +103,20 @@ export function decodeCountRows(keys: Buffer, values: Buffer, count: number): Co
   return rows;
 }
 
-/** A stack as the kernel stores it: up to MAX_STACK_DEPTH u64 addresses, leaf first, zero-filled. */
+/**
+ * A stack as the kernel stores it: up to MAX_STACK_DEPTH u64 addresses, leaf first, ending at the
+ * first zero. Copied as bytes into a BigUint64Array (x86-64 is little-endian, like the kernel's
+ * layout) rather than read one BigInt at a time: this runs for every stack of every drain.
+ */
 export function decodeStack(buf: Buffer, offset: number, bytes: number): BigUint64Array {
-  if (bytes % 8 !== 0 || offset + bytes > buf.length) {
+  if (bytes % 8 !== 0 || offset < 0 || offset + bytes > buf.length) {
     throw new RecordError(`stack of ${bytes} bytes at ${offset} does not fit a ${buf.length}-byte record`);
   }
-  let n = bytes / 8;
-  while (n > 0 && buf.readBigUInt64LE(offset + (n - 1) * 8) === 0n) n--;
+  let n = 0;
+  const max = bytes / 8;
+  while (n < max && (buf.readUInt32LE(offset + n * 8) !== 0 || buf.readUInt32LE(offset + n * 8 + 4) !== 0)) n++;
   const out = new BigUint64Array(n);
-  for (let i = 0; i < n; i++) out[i] = buf.readBigUInt64LE(offset + i * 8);
+  new Uint8Array(out.buffer).set(buf.subarray(offset, offset + n * 8));
   return out;
 }
 

@@ -20,7 +20,7 @@ import { BinaryModule, BinaryStore, BinaryStoreStats, FileFailure, failureOf, ne
 import { demangle } from './demangle';
 import { fileOffsetToVaddr, findBuildId, parseNotes } from './elf';
 import { openForReading } from './elf-file';
-import { KernelSymbols, parseKallsyms } from './kallsyms';
+import { KernelSymbols, readKallsyms } from './kallsyms';
 import { parsePerfMap } from './perf-map';
 import { ProcMapEntry, parseProcIds, parseProcMaps } from './proc-maps';
 import { SymbolTable } from './symbol-table';
@@ -557,7 +557,7 @@ export class Symbolizer {
     if (this.kernel === undefined) {
       this.kernel = null;
       try {
-        const { table, skipped, restricted } = parseKallsyms(fs.readFileSync(this.kallsymsPath, 'latin1'));
+        const { table, skipped, restricted } = readKallsyms(this.kallsymsPath);
         this.st.kallsymsLoaded = true;
         this.st.kallsymsRestricted = restricted;
         this.st.kallsymsSymbols = table.count;
@@ -571,6 +571,11 @@ export class Symbolizer {
   }
 
   /** Re-reads /proc/kallsyms (after modules were loaded or unloaded). */
+  /** Loads /proc/kallsyms now rather than at the first kernel frame (before sampling starts). */
+  loadKernelSymbols(): void {
+    this.kernelSymbols();
+  }
+
   reloadKernelSymbols(): void {
     this.kernel = undefined;
     this.kernelResults.clear();
