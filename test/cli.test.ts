@@ -9,7 +9,7 @@ import { decodeProfile } from '../src/decode';
 import { chromiumMissing, launchOffline, sandwichRow, waitForText, watch } from './helpers/chromium';
 import { requireKernelFeature } from './helpers/kernel-feature';
 import { cliPath, repoRoot } from './helpers/paths';
-import { leafShares } from './helpers/profile-analysis';
+import { leafShares } from '../src/profile/analysis';
 import { goBinary } from './helpers/tools';
 import { buildWorkload, startWorkload } from './helpers/workloads';
 

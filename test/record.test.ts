@@ -4,7 +4,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import { record } from '../src/record/recorder';
 import { requireKernelFeature } from './helpers/kernel-feature';
-import { count, framesOf, leafShares, namesOf, samplesOf, shareWith, shareWithChain } from './helpers/profile-analysis';
+import { count, framesOf, leafShares, namesOf, samplesOf, shareWith, shareWithChain } from '../src/profile/analysis';
 import { buildWorkload, spawn, startWorkload } from './helpers/workloads';
 
 t.test('hot spots: shares match the construction and stacks read main -> work -> hot', async (t) => {

@@ -7,9 +7,7 @@
  */
 import type { Command } from 'commander';
 import { runDoctor, type DoctorReport, type KernelFeatureOptions } from '../../src/system/kernel-features';
-
-/** Same value as EXIT_FAILURE in cli/main.ts (not imported: main.ts imports this module). */
-const EXIT_NOT_READY = 1;
+import { EXIT_FAILURE } from '../exit-codes';
 
 export function formatDoctorReport(report: DoctorReport): string {
   const width = Math.max(...report.checks.map((c) => c.name.length));
@@ -30,7 +28,7 @@ export function formatDoctorReport(report: DoctorReport): string {
 export async function doctorAction(options: { json?: boolean }, featureOptions: KernelFeatureOptions = {}): Promise<number> {
   const report = await runDoctor(featureOptions);
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
-  return report.canProfile ? 0 : EXIT_NOT_READY;
+  return report.canProfile ? 0 : EXIT_FAILURE;
 }
 
 export function registerDoctor(program: Command): void {

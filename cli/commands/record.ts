@@ -7,9 +7,7 @@ import { assertWritable, DEFAULT_OUTPUT, encodeProfile, OUTPUT_FORMATS, OutputFo
 import { record, RecordResult, RecordSummary, RecordTarget } from '../../src/record/recorder';
 import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ } from '../../src/sampler/cpu-sampler';
 import { assertCanProfile, assertKernelSupportsProfiling } from '../../src/system/privileges';
-import { writeViewerPage } from '../../viewer/page';
 import { EXIT_FAILURE } from '../exit-codes';
-import { openInBrowser } from '../open-browser';
 import { parseChoice, parseDuration, parseIntegerIn, parsePid } from '../options';
 import { ProgressLine } from '../progress';
 
@@ -77,7 +75,7 @@ export async function runRecord(plan: RecordPlan): Promise<number> {
   const onSigint = (): void => {
     interrupts++;
     if (interrupts > 1) process.exit(130);
-    process.stderr.write('\nebpfprof: stopping, writing the profile (Ctrl-C again to quit at once)\n');
+    if (!plan.quiet) process.stderr.write('\nebpfprof: stopping, writing the profile (Ctrl-C again to quit at once)\n');
     abort.abort();
   };
   process.on('SIGINT', onSigint);
@@ -103,6 +101,8 @@ export async function runRecord(plan: RecordPlan): Promise<number> {
   if (summary.samples === 0) process.stderr.write('ebpfprof: no samples were recorded: the target used no CPU while recording\n');
   process.stdout.write(`${written}\n`);
   if (plan.open) {
+    const { writeViewerPage } = await import('../../viewer/page.js');
+    const { openInBrowser } = await import('../open-browser.js');
     const page = writeViewerPage(profile, `${written.replace(/(\.pb\.gz|\.folded|\.speedscope\.json)$/, '')}.html`, path.basename(written));
     process.stdout.write(`${page}\n`);
     openInBrowser(page);

@@ -2,12 +2,9 @@
 /** ebpfprof view FILE: any pprof, folded or speedscope file as a self-contained flame-graph page. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command } from 'commander';
-import { decodeProfile } from '../../src/decode';
+import type { Command } from 'commander';
 import { EbpfprofError } from '../../src/errors';
 import { assertWritable } from '../../src/output/profile-file';
-import { writeViewerPage } from '../../viewer/page';
-import { openInBrowser } from '../open-browser';
 
 const PROFILE_EXTENSIONS = ['.pb.gz', '.pprof.gz', '.pprof', '.pb', '.speedscope.json', '.json', '.folded', '.collapsed', '.txt'];
 
@@ -30,7 +27,10 @@ export function readProfileFile(file: string): Buffer {
 }
 
 /** Writes the viewer page for a profile file and returns its absolute path. */
-export function viewFile(file: string, output?: string, title?: string): string {
+export async function viewFile(file: string, output?: string, title?: string): Promise<string> {
+  // Loaded on use: `record` and `doctor` need neither the decoders nor speedscope.
+  const { decodeProfile } = await import('../../src/decode/index.js');
+  const { writeViewerPage } = await import('../../viewer/page.js');
   const profile = decodeProfile(readProfileFile(file), path.basename(file));
   const out = output ?? defaultPagePath(file);
   assertWritable(out);
@@ -45,9 +45,9 @@ export function registerView(program: Command): void {
     .option('-o, --output <page>', 'where to write the page (default: next to FILE, .html)')
     .option('--title <text>', 'page title (default: the file name)')
     .option('--open', 'open the page in a browser')
-    .action((file: string, opts: { output?: string; title?: string; open?: boolean }) => {
-      const page = viewFile(file, opts.output, opts.title);
+    .action(async (file: string, opts: { output?: string; title?: string; open?: boolean }) => {
+      const page = await viewFile(file, opts.output, opts.title);
       process.stdout.write(`${page}\n`);
-      if (opts.open) openInBrowser(page);
+      if (opts.open) (await import('../open-browser.js')).openInBrowser(page);
     });
 }

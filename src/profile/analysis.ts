@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Reading recorded profiles in tests: stacks as root-first names, leaf shares, sample filters.
-import type { Frame, Profile, Sample } from '../../src/profile/model';
+/** Reading profiles: stacks as root-first names, self (leaf) shares, filters. Used by tests and benchmarks. */
+import type { Frame, Profile, Sample } from './model';
 
 export function framesOf(p: Profile, s: Sample): Frame[] {
   return p.stacks[s.stack]!.map((id) => p.frames[id]!).reverse();
