@@ -23,6 +23,7 @@
 const volatile __u32 filter_mode = FILTER_ALL;
 const volatile bool collect_kernel_stacks = true;
 const volatile bool collect_user_stacks = true;
+const volatile bool follow_forks = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -89,6 +90,13 @@ static __always_inline void count_stat(__u32 idx)
 		(*v)++;
 }
 
+/* self_exec_id is u64 since Linux 5.7 (u32 before); on either, its low 32 bits are enough to tell
+ * the images of one process apart (x86-64 is little-endian, so they are the first 4 bytes). */
+static __always_inline __u32 exec_id_of(struct task_struct *task)
+{
+	return (__u32)BPF_CORE_READ(task, self_exec_id);
+}
+
 static __always_inline void fill_comms(char *comm, char *process_comm)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -113,6 +121,8 @@ static __always_inline void send_whole_sample(struct bpf_perf_event_data *ctx, _
 	e->cpu_ns = ctx->sample_period;
 	e->kstack_bytes = 0;
 	e->ustack_bytes = 0;
+	e->exec_id = exec_id_of((struct task_struct *)bpf_get_current_task());
+	e->pad = 0;
 	if (collect_kernel_stacks) {
 		n = bpf_get_stack(ctx, e->kstack, sizeof(e->kstack), 0);
 		e->kstack_bytes = n > 0 ? n : 0;
@@ -143,7 +153,13 @@ static __always_inline long stack_id(struct bpf_perf_event_data *ctx, void *stac
 static __always_inline int record_sample(struct bpf_perf_event_data *ctx, __u32 tgid, __u32 tid,
 					 void *stacks, void *counts)
 {
-	struct count_key key = { .tgid = tgid, .tid = tid, .kstack_id = -1, .ustack_id = -1 };
+	struct count_key key = {
+		.tgid = tgid,
+		.tid = tid,
+		.kstack_id = -1,
+		.ustack_id = -1,
+		.exec_id = exec_id_of((struct task_struct *)bpf_get_current_task()),
+	};
 	struct count_value *val, init = {};
 	long id;
 
@@ -211,8 +227,24 @@ int on_sample(struct bpf_perf_event_data *ctx)
 	return record_sample(ctx, tgid, tid, &stacks0, &counts0);
 }
 
-/* Follows children of targeted processes (record -- CMD): a new process whose parent is a
- * target becomes a target. Raw tracepoint: needs neither tracefs nor BTF-typed attach. */
+static __always_inline void send_process_event(__u32 type, struct task_struct *task, __u32 tgid, __u32 ppid)
+{
+	struct process_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_stat(STAT_EVENTS_FULL);
+		return;
+	}
+	e->type = type;
+	e->tgid = tgid;
+	e->exec_id = exec_id_of(task);
+	e->ppid = ppid;
+	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* A new process (not a thread). With follow_forks, a child of a target becomes a target
+ * (record -- CMD). Raw tracepoint: needs neither tracefs nor BTF-typed attach. */
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -220,12 +252,19 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 child_tgid = BPF_CORE_READ(child, tgid);
 	__u8 one = 1;
 
-	if (parent_tgid == child_tgid || !bpf_map_lookup_elem(&targets, &parent_tgid))
+	if (parent_tgid == child_tgid)
 		return 0;
-	if (bpf_map_update_elem(&targets, &child_tgid, &one, BPF_ANY) == 0)
-		count_stat(STAT_FORKS_FOLLOWED);
-	else
-		count_stat(STAT_TARGETS_FULL);
+	if (filter_mode == FILTER_TARGETS) {
+		if (!follow_forks || !bpf_map_lookup_elem(&targets, &parent_tgid))
+			return 0;
+		if (bpf_map_update_elem(&targets, &child_tgid, &one, BPF_ANY) == 0) {
+			count_stat(STAT_FORKS_FOLLOWED);
+		} else {
+			count_stat(STAT_TARGETS_FULL);
+			return 0;
+		}
+	}
+	send_process_event(PROCESS_FORK, child, child_tgid, parent_tgid);
 	return 0;
 }
 
@@ -235,19 +274,10 @@ SEC("raw_tp/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task)
 {
 	__u32 tgid = BPF_CORE_READ(task, tgid);
-	struct process_event *e;
 
 	if (filter_mode == FILTER_TARGETS && !bpf_map_lookup_elem(&targets, &tgid))
 		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_stat(STAT_EVENTS_FULL);
-		return 0;
-	}
-	e->type = PROCESS_EXEC;
-	e->tgid = tgid;
-	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	bpf_ringbuf_submit(e, 0);
+	send_process_event(PROCESS_EXEC, task, tgid, 0);
 	return 0;
 }
 

@@ -44,6 +44,7 @@ struct count_key {
 	__u32 tid;
 	__s32 kstack_id;
 	__s32 ustack_id;
+	__u32 exec_id; /* task->self_exec_id: which image of the process ran (it grows at each execve) */
 };
 
 struct count_value {
@@ -60,6 +61,8 @@ struct sample_event {
 	__u64 cpu_ns;
 	__u32 kstack_bytes;  /* bytes of kstack filled (multiple of 8), 0 when none */
 	__u32 ustack_bytes;
+	__u32 exec_id;
+	__u32 pad;
 	char comm[TASK_COMM_LEN];
 	char process_comm[TASK_COMM_LEN];
 	__u64 kstack[MAX_STACK_DEPTH];
@@ -68,12 +71,17 @@ struct sample_event {
 
 /* Values of process_event.type. */
 #define PROCESS_EXEC 1
+#define PROCESS_FORK 2
 
-/* A sampled process replaced its image (execve): user space snapshots its new mappings at once,
- * before a short-lived program can exit and take them along. */
+/* PROCESS_EXEC: a sampled process replaced its image (execve); user space snapshots the new
+ * mappings at once, before a short-lived program can exit and take them along.
+ * PROCESS_FORK: a process was forked; until it execs it runs its parent's image, so its samples
+ * symbolize with the parent's mappings. */
 struct process_event {
 	__u32 type;
 	__u32 tgid;
+	__u32 exec_id; /* exec: the new image's exec id; fork: the image it inherited */
+	__u32 ppid;    /* fork: the parent's tgid; exec: 0 */
 	char comm[TASK_COMM_LEN];
 };
 

@@ -23,6 +23,7 @@ import {
 } from '../src/system/capabilities';
 import { fixturesDir } from './helpers/paths';
 import { requireKernelFeature } from './helpers/kernel-feature';
+import { intPrng } from './helpers/prng';
 
 const statusDir = path.join(fixturesDir, 'proc-status');
 const fixture = (name: string): Buffer => fs.readFileSync(path.join(statusDir, name));
@@ -147,14 +148,7 @@ t.test('malformed or incomplete status files are EINPUT errors, never "no capabi
 });
 
 t.test('fuzz: mutated status files either parse or throw EbpfprofError', async (t) => {
-  // xorshift32 with a fixed seed: reproducible.
-  let seed = 0x9e3779b9;
-  const rand = (n: number): number => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rand = intPrng(0x9e3779b9);
   const bases = fs.readdirSync(statusDir).filter((f) => f.endsWith('.status')).map(fixture);
   let parsed = 0;
   let rejected = 0;

@@ -13,21 +13,10 @@ import { encodePprof, encodePprofUncompressed } from '../src/encode/pprof';
 import { encodeFolded } from '../src/encode/folded';
 import { encodeSpeedscope } from '../src/encode/speedscope';
 import { profileFixturesDir, profileProblems, richProfile } from './fixtures/profiles/sample-profiles';
-
-/** Small seeded PRNG (mulberry32) so every run tries the same mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './helpers/prng';
 
 function randomBytes(n: number, seed: number): Buffer {
-  const r = rng(seed);
+  const r = prng(seed);
   const b = Buffer.alloc(n);
   for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);
   return b;
@@ -169,7 +158,7 @@ t.test('fuzz: mutations of valid files never escape as other exceptions', async 
   ];
   const perBase = 1500;
   for (const [name, base] of bases) {
-    const r = rng(0x5eed + base.length);
+    const r = prng(0x5eed + base.length);
     const failures: string[] = [];
     let decoded = 0;
     let rejected = 0;

@@ -15,6 +15,7 @@ import {
   ITANIUM_LIMITS,
 } from '../src/symbolize/demangle/index';
 import { fixturesDir } from './helpers/paths';
+import { prng } from './helpers/prng';
 
 const FIXTURES = path.join(fixturesDir, 'demangle');
 const REGEN = process.env.EBPFPROF_REGEN === '1';
@@ -168,13 +169,6 @@ function report(t: tap.Test, what: string, rate: Rate, minRate: number): void {
 }
 
 /** Deterministic PRNG so a failing fuzz case can be reproduced from the printed seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 0x100000000;
-  };
-}
 
 const haveCxxfilt = haveTool('c++filt');
 const haveNm = haveTool('nm');

@@ -3,14 +3,17 @@
 // addon) and malformed input.
 import t from 'tap';
 import { bpfObjectPath, loadAddon } from '../src/native/addon';
+import { intPrng } from './helpers/prng';
 import {
   COUNT_KEY_SIZE,
   COUNT_VALUE_SIZE,
   decodeCountRows,
+  decodeProcessEvent,
   decodeSampleEvent,
   decodeStack,
   decodeStackEntries,
   MAX_STACK_DEPTH,
+  PROCESS_EVENT_SIZE,
   PROFILE_CONTROL_SIZE,
   PROFILE_STATS,
   RecordError,
@@ -27,6 +30,7 @@ t.test('record sizes match the C structs in the compiled object', async (t) => {
     t.equal(obj.typeSize('count_value'), COUNT_VALUE_SIZE);
     t.equal(obj.typeSize('sample_event'), SAMPLE_EVENT_SIZE);
     t.equal(obj.typeSize('profile_control'), PROFILE_CONTROL_SIZE);
+    t.equal(obj.typeSize('process_event'), PROCESS_EVENT_SIZE);
     t.equal(obj.mapInfo('stacks0').valueSize, STACK_VALUE_SIZE);
     t.equal(obj.mapInfo('stats').maxEntries, PROFILE_STATS.length, 'one name per enum profile_stat entry');
   } finally {
@@ -41,10 +45,11 @@ function sampleEvent(k: bigint[], u: bigint[]): Buffer {
   b.writeBigUInt64LE(10_101_010n, 8);
   b.writeUInt32LE(k.length * 8, 16);
   b.writeUInt32LE(u.length * 8, 20);
-  b.write('worker-1', 24, 'latin1');
-  b.write('a-process-name-x', 40, 'latin1'); // exactly 16 chars: no NUL inside the field
-  k.forEach((a, i) => b.writeBigUInt64LE(a, 56 + i * 8));
-  u.forEach((a, i) => b.writeBigUInt64LE(a, 56 + 8 * MAX_STACK_DEPTH + i * 8));
+  b.writeUInt32LE(3, 24);
+  b.write('worker-1', 32, 'latin1');
+  b.write('a-process-name-x', 48, 'latin1'); // exactly 16 chars: no NUL inside the field
+  k.forEach((a, i) => b.writeBigUInt64LE(a, 64 + i * 8));
+  u.forEach((a, i) => b.writeBigUInt64LE(a, 64 + 8 * MAX_STACK_DEPTH + i * 8));
   return b;
 }
 
@@ -53,6 +58,7 @@ t.test('sample events decode field by field', async (t) => {
   t.equal(e.tgid, 42);
   t.equal(e.tid, 43);
   t.equal(e.cpuNs, 10_101_010);
+  t.equal(e.execId, 3);
   t.equal(e.comm, 'worker-1');
   t.equal(e.processComm, 'a-process-name-x', 'a comm that fills its field is not overrun');
   t.same([...e.kernelStack], [0xffffffff81000010n, 0xffffffff81000020n]);
@@ -66,12 +72,13 @@ t.test('count rows and stacks decode', async (t) => {
   keys.writeUInt32LE(8, 4);
   keys.writeInt32LE(-1, 8);
   keys.writeInt32LE(3, 12);
+  keys.writeUInt32LE(2, 16);
   values.writeBigUInt64LE(5n, 0);
   values.writeBigUInt64LE(50_000_000n, 8);
   values.write('thr', 16);
   values.write('proc', 32);
   const rows = decodeCountRows(keys, values, 2);
-  t.same(rows[0], { tgid: 7, tid: 8, kstackId: -1, ustackId: 3, samples: 5, cpuNs: 50_000_000, comm: 'thr', processComm: 'proc' });
+  t.same(rows[0], { tgid: 7, tid: 8, kstackId: -1, ustackId: 3, execId: 2, samples: 5, cpuNs: 50_000_000, comm: 'thr', processComm: 'proc' });
   t.throws(() => decodeCountRows(keys, values, 3), RecordError);
 
   const stackKeys = Buffer.alloc(4);
@@ -81,6 +88,21 @@ t.test('count rows and stacks decode', async (t) => {
   stackValues.writeBigUInt64LE(0x5678n, 8);
   t.same([...decodeStackEntries(stackKeys, stackValues, 1).get(3)!], [0x1234n, 0x5678n], 'zero tail trimmed');
   t.throws(() => decodeStack(stackValues, 8, STACK_VALUE_SIZE), RecordError, 'a stack past the end is refused');
+});
+
+t.test('process events decode; others are refused', async (t) => {
+  const e = Buffer.alloc(PROCESS_EVENT_SIZE);
+  e.writeUInt32LE(1, 0);
+  e.writeUInt32LE(4242, 4);
+  e.writeUInt32LE(7, 8);
+  e.write('bash', 16);
+  t.same(decodeProcessEvent(e), { type: 'exec', tgid: 4242, execId: 7, comm: 'bash' });
+  e.writeUInt32LE(2, 0);
+  e.writeUInt32LE(4000, 12);
+  t.same(decodeProcessEvent(e), { type: 'fork', tgid: 4242, ppid: 4000, execId: 7, comm: 'bash' });
+  e.writeUInt32LE(9, 0);
+  t.throws(() => decodeProcessEvent(e), RecordError, 'unknown type');
+  t.throws(() => decodeProcessEvent(e.subarray(1)), RecordError, 'wrong size');
 });
 
 t.test('ring-buffer batches split by their framing', async (t) => {
@@ -109,11 +131,7 @@ t.test('per-cpu counters sum', async (t) => {
 
 t.test('fuzz: truncated and mutated records only ever raise RecordError', async (t) => {
   const valid = sampleEvent([0xffffffff81000010n], [0x401000n, 0x402000n]);
-  let seed = 12345;
-  const rand = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
-  };
+  const rand = intPrng(12345);
   let decoded = 0;
   let refused = 0;
   for (let i = 0; i < 5000; i++) {

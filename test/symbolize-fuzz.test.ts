@@ -15,6 +15,7 @@ import { parsePerfMap } from '../src/symbolize/perf-map';
 import { parseProcMaps, parseProcIds } from '../src/symbolize/proc-maps';
 import { Symbolizer, SymbolizerStats } from '../src/symbolize/symbolizer';
 import { buildFixtures, buildGoFixture, buildIdOf } from './fixtures/elf/fixtures';
+import { prng } from './helpers/prng';
 
 const fx = buildFixtures();
 const debugFileOf = (binary: string): string => {
@@ -22,17 +23,6 @@ const debugFileOf = (binary: string): string => {
   return path.join(fx.debugDir, '.build-id', id.slice(0, 2), `${id.slice(2)}.debug`);
 };
 
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INTERESTING_U64 = [0n, 1n, 0x7fn, 0xffffn, 0xffffffffn, 0x7fffffffffffffffn, 0xffffffffffffffffn, 1n << 53n, 0x40n];
 

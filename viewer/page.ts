@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EbpfprofError, errorMessage } from '../src/errors';
+import { writeFileAtomic } from '../src/output/profile-file';
 import { encodeSpeedscope, ebpfprofVersion } from '../src/encode/speedscope';
 import type { Profile } from '../src/profile/model';
 
@@ -231,23 +232,7 @@ ${scriptElement(assets.js)}
 
 /** Writes the viewer page (creating parent directories) and returns its absolute path. */
 export function writeViewerPage(profile: Profile, outPath: string, title: string): string {
-  const html = renderViewerPage(profile, { title });
-  const abs = path.resolve(outPath);
-  // Write next to the target and rename, so a failed write never leaves half a page behind.
-  const tmp = `${abs}.${process.pid}.tmp`;
-  try {
-    fs.mkdirSync(path.dirname(abs), { recursive: true });
-    fs.writeFileSync(tmp, html);
-    fs.renameSync(tmp, abs);
-  } catch (e) {
-    try {
-      fs.rmSync(tmp, { force: true });
-    } catch {
-      // nothing more to clean up
-    }
-    throw new EbpfprofError('EOUTPUT', `cannot write the viewer page ${abs}: ${errorMessage(e)}`, { cause: e });
-  }
-  return abs;
+  return writeFileAtomic(outPath, renderViewerPage(profile, { title }), 'the viewer page', { createParents: true });
 }
 
 /** A command that opens a page in a browser: run `command` with `args` (the page URL is included). */

@@ -54,12 +54,16 @@ export function assertWritable(file: string): void {
   }
 }
 
-/** Writes atomically (temp file + rename) so a failed write never leaves half a profile. */
-export function writeOutputFile(file: string, bytes: Buffer): string {
+/**
+ * Writes atomically (a temporary file next to the target, then rename) so that a failed write never
+ * leaves half a file behind. Returns the absolute path; EOUTPUT names `what` and the reason.
+ */
+export function writeFileAtomic(file: string, data: Buffer | string, what: string, options: { createParents?: boolean } = {}): string {
   const abs = path.resolve(file);
   const tmp = `${abs}.tmp-${process.pid}`;
   try {
-    fs.writeFileSync(tmp, bytes);
+    if (options.createParents) fs.mkdirSync(path.dirname(abs), { recursive: true });
+    fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, abs);
   } catch (e) {
     try {
@@ -67,9 +71,13 @@ export function writeOutputFile(file: string, bytes: Buffer): string {
     } catch {
       // nothing to clean
     }
-    throw new EbpfprofError('EOUTPUT', `cannot write ${abs}: ${plainReason(e)}`, { cause: e });
+    throw new EbpfprofError('EOUTPUT', `cannot write ${what} ${abs}: ${plainReason(e)}`, { cause: e });
   }
   return abs;
+}
+
+export function writeOutputFile(file: string, bytes: Buffer): string {
+  return writeFileAtomic(file, bytes, 'the profile');
 }
 
 function plainReason(e: unknown): string {

@@ -14,7 +14,8 @@ import { loadAddon } from '../native/addon';
 import { Profile, ProfileBuilder } from '../profile/model';
 import { processAlive, readProcStat, threadGroupOf } from '../process/proc';
 import { CpuSampler, DrainedSample, periodNs, SamplerStats, validateFrequency } from '../sampler/cpu-sampler';
-import { MAX_STACK_DEPTH } from '../sampler/records';
+import { MAX_STACK_DEPTH, ProcessEvent } from '../sampler/records';
+import { ProcessImages } from './process-images';
 import { ResolvedFrame, Symbolizer, SymbolizerStats } from '../symbolize/symbolizer';
 import { explainKernelError } from '../system/privileges';
 
@@ -66,6 +67,8 @@ export interface RecordSummary {
   unsymbolizedSamples: number;
   /** Samples whose kernel or user stack could not be read at all. */
   stackErrors: number;
+  /** record -- CMD: samples of ebpfprof's parked shell before it exec'd the command, left out. */
+  launcherSamples: number;
   /** The started command's exit, for target.kind === 'command'. */
   commandExit?: { code: number | null; signal: NodeJS.Signals | null };
   sampler: SamplerStats;
@@ -152,6 +155,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     }
   };
 
+  let liveness: NodeJS.Timeout | null = null;
   let sampler: CpuSampler;
   try {
     sampler = CpuSampler.open({
@@ -161,7 +165,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       kernelStacks: options.kernelStacks !== false,
       userStacks: options.userStacks !== false,
       ...(options.objectPath ? { objectPath: options.objectPath } : {}),
-      onProcessEvent: (e) => void onExec(e.tgid),
+      onProcessEvent: (e) => void onProcessEvent(e),
     });
   } catch (e) {
     throw explainKernelError(e, 'starting the CPU sampler', { frequencyHz: options.frequencyHz, ...(target ? { pid: target.pid } : {}) });
@@ -181,16 +185,24 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     }));
 
   /**
-   * A sampled process exec'd: read its new mappings now, and again once the dynamic loader has mapped
-   * its libraries, so that even a short-lived program symbolizes after it is gone. If the pid was
-   * known with its old image, what was sampled before is folded first, with the old mappings.
+   * A process forked: remember its parent, whose image it runs until it execs. A sampled process
+   * exec'd: read its new mappings now, and again once the dynamic loader has mapped its libraries, so
+   * that even a short-lived program symbolizes after it is gone. If the pid was known with its old
+   * image, what was sampled before is folded first, with the old mappings.
    */
-  const onExec = async (pid: number): Promise<void> => {
+  const onProcessEvent = async (e: ProcessEvent): Promise<void> => {
+    const pid = e.tgid;
+    if (e.type === 'fork') {
+      folder.images.fork(pid, e.ppid, e.execId);
+      return;
+    }
+    if (folder.launcher?.pid === pid && folder.launcher.commandExecId === null) folder.launcher.commandExecId = e.execId;
     if (stop.signal.aborted) return;
     if (folder.processes.has(pid)) {
       await drainAndFold();
       symbolizer.forgetProcess(pid);
     }
+    folder.images.exec(pid, e.execId);
     symbolizer.observeProcess(pid);
     setTimeout(() => !stop.signal.aborted && symbolizer.observeProcess(pid), 50).unref();
   };
@@ -209,6 +221,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       });
       sampler.addTarget(started.pid!);
       watched.push(started.pid!);
+      folder.launcher = { pid: started.pid!, commandExecId: null };
       // The shell execs the command now; the exec event then snapshots the command's mappings.
       (started.stdio[3] as NodeJS.WritableStream).end('go\n');
     } else if (target) {
@@ -222,6 +235,12 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     }
     const interval = options.drainIntervalMs ?? 1000;
     const deadline = options.durationMs === undefined ? Infinity : startTimeMs + options.durationMs;
+    // A --pid target that exits ends the recording within a fifth of a second, not at the next drain.
+    if (target) {
+      liveness = setInterval(() => {
+        if (!processAlive(target.pid, target.startTicks)) end('target-exited');
+      }, 200);
+    }
 
     while (!stop.signal.aborted) {
       const wait = Math.min(interval, deadline - Date.now());
@@ -236,10 +255,10 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       }
       for (const pid of watched) if (folder.processes.has(pid)) symbolizer.observeProcess(pid);
       await drainAndFold();
-      if (target && !processAlive(target.pid, target.startTicks)) end('target-exited');
       options.onProgress?.(progressOf(sampler.stats(), folder, Date.now() - startTimeMs));
     }
   } finally {
+    if (liveness) clearInterval(liveness);
     await folding;
     folder.add(await sampler.close());
     if (child && commandExit === undefined) {
@@ -270,6 +289,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     truncatedSamples: folder.truncatedSamples,
     unsymbolizedSamples: folder.unsymbolizedSamples,
     stackErrors: samplerStats.kernelStackError + samplerStats.userStackError,
+    launcherSamples: folder.launcherSamples,
     ...(commandExit ? { commandExit } : {}),
     sampler: samplerStats,
     symbolizer: symbolizer.stats(),
@@ -299,9 +319,21 @@ function summaryComments(options: RecordOptions, s: RecordSummary): string[] {
   ];
 }
 
+/** A user frame of an image that was never snapshotted (it exec'd away before we saw it). */
+function unknownImageFrame(address: number): ResolvedFrame {
+  return { kind: 'native', name: `[unknown image]+0x${address.toString(16)}`, systemName: '', mapping: null, symbolized: false };
+}
+
 /** Turns drained rows into profile samples: symbolizes each address once per process. */
 class SampleFolder {
   samples = 0;
+  launcherSamples = 0;
+  /**
+   * record -- CMD: the parked shell's pid and the exec id of the command it became. Its samples from
+   * before that exec are ebpfprof's own start-up work, not the command's: they are left out.
+   */
+  launcher: { pid: number; commandExecId: number | null } | null = null;
+  readonly images = new ProcessImages();
   truncatedSamples = 0;
   unsymbolizedSamples = 0;
   readonly processes = new Set<number>();
@@ -339,6 +371,10 @@ class SampleFolder {
   }
 
   private addRow(r: DrainedSample): void {
+    if (this.launcher?.pid === r.tgid && (this.launcher.commandExecId === null || r.execId < this.launcher.commandExecId)) {
+      this.launcherSamples += r.samples;
+      return;
+    }
     if (!this.processes.has(r.tgid)) {
       this.processes.add(r.tgid);
       this.symbolizer.observeProcess(r.tgid);
@@ -350,11 +386,21 @@ class SampleFolder {
       frames.push(this.frameId(`k:${addr}:${ret ? 1 : 0}`, addr, () => this.symbolizer.resolveKernel(addr, ret)));
     });
     const afterKernel = r.kernelStack.length > 0;
+    const symbolsPid = r.userStack.length > 0 ? this.images.symbolsPid(r.tgid, r.execId) : r.tgid;
+    if (symbolsPid !== null && symbolsPid !== r.tgid && !this.processes.has(symbolsPid)) {
+      // A forked child before its exec runs its parent's image: make sure the parent was observed.
+      this.processes.add(symbolsPid);
+      this.symbolizer.observeProcess(symbolsPid);
+    }
     r.userStack.forEach((addr, i) => {
       // The first user address of a sample taken in the kernel is where the syscall returns to.
       const ret = i > 0 || afterKernel;
       const a = Number(addr);
-      frames.push(this.frameId(`${r.tgid}:${a}:${ret ? 1 : 0}`, addr, () => this.symbolizer.resolveUser(r.tgid, a, ret)));
+      frames.push(
+        symbolsPid === null
+          ? this.frameId(`?:${a}`, addr, () => unknownImageFrame(a))
+          : this.frameId(`${symbolsPid}:${a}:${ret ? 1 : 0}`, addr, () => this.symbolizer.resolveUser(symbolsPid, a, ret)),
+      );
     });
     const stack = this.builder.stack(frames);
     this.builder.addSample({

@@ -59,7 +59,7 @@ export interface CpuSamplerOptions {
   ringBufferBytes?: number;
   /** Path of the compiled profile.bpf.o (tests). */
   objectPath?: string;
-  /** Called (in batches, on the event loop) when a sampled process exec'd. */
+  /** Called (in batches, on the event loop) when a sampled process exec'd or a process forked. */
   onProcessEvent?: (event: ProcessEvent) => void;
 }
 
@@ -67,6 +67,8 @@ export interface CpuSamplerOptions {
 export interface DrainedSample {
   tgid: number;
   tid: number;
+  /** Which image of the process ran (grows at each execve; see ProcessEvent.execId). */
+  execId: number;
   comm: string;
   processComm: string;
   samples: number;
@@ -118,13 +120,14 @@ export class CpuSampler {
       if (options.countsMapEntries) for (const m of ['counts0', 'counts1']) obj.setMaxEntries(m, options.countsMapEntries);
       if (options.ringBufferBytes) obj.setMaxEntries('samples', options.ringBufferBytes);
       const follow = options.followForks === true;
-      obj.setAutoload('on_fork', follow);
+      obj.setGlobal('follow_forks', Buffer.from([follow ? 1 : 0]));
+      obj.setAutoload('on_fork', follow || options.onProcessEvent !== undefined);
       obj.setAutoload('on_exit', options.targets !== 'all');
       obj.setAutoload('on_exec', options.onProcessEvent !== undefined);
       obj.load();
       obj.mapUpdate('control', u32Key(0), encodeControl(0), BPF_ANY);
       if (options.targets !== 'all') for (const pid of options.targets) obj.mapUpdate('targets', u32Key(pid), Buffer.from([1]), BPF_ANY);
-      if (follow) links.push(obj.attachRawTracepoint('on_fork', 'sched_process_fork'));
+      if (follow || options.onProcessEvent) links.push(obj.attachRawTracepoint('on_fork', 'sched_process_fork'));
       if (options.targets !== 'all') links.push(obj.attachRawTracepoint('on_exit', 'sched_process_exit'));
       if (options.onProcessEvent) links.push(obj.attachRawTracepoint('on_exec', 'sched_process_exec'));
       // The ring buffer must exist before the sampler instance; its callback is bound once it does.
@@ -201,6 +204,7 @@ export class CpuSampler {
     const out: DrainedSample[] = rows.map((r) => ({
       tgid: r.tgid,
       tid: r.tid,
+      execId: r.execId,
       comm: r.comm,
       processComm: r.processComm,
       samples: r.samples,
@@ -220,6 +224,7 @@ export class CpuSampler {
         this.pendingEvents.push({
           tgid: e.tgid,
           tid: e.tid,
+          execId: e.execId,
           comm: e.comm,
           processComm: e.processComm,
           samples: 1,

@@ -7,13 +7,14 @@ import { EbpfprofError } from '../errors';
 
 export const TASK_COMM_LEN = 16;
 export const MAX_STACK_DEPTH = 127;
-export const COUNT_KEY_SIZE = 16;
+export const COUNT_KEY_SIZE = 20;
 export const COUNT_VALUE_SIZE = 48;
-/** u32 tgid, u32 tid, u64 cpu_ns, u32 kstack_bytes, u32 ustack_bytes, two comms, two stacks. */
-export const SAMPLE_EVENT_SIZE = 24 + 2 * TASK_COMM_LEN + 2 * 8 * MAX_STACK_DEPTH;
+/** u32 tgid, u32 tid, u64 cpu_ns, u32 kstack_bytes, u32 ustack_bytes, u32 exec_id, u32 pad, two comms, two stacks. */
+export const SAMPLE_EVENT_SIZE = 32 + 2 * TASK_COMM_LEN + 2 * 8 * MAX_STACK_DEPTH;
 export const PROFILE_CONTROL_SIZE = 8;
-export const PROCESS_EVENT_SIZE = 8 + TASK_COMM_LEN;
+export const PROCESS_EVENT_SIZE = 16 + TASK_COMM_LEN;
 export const PROCESS_EXEC = 1;
+export const PROCESS_FORK = 2;
 export const STACK_VALUE_SIZE = 8 * MAX_STACK_DEPTH;
 
 /** enum profile_stat, in order. */
@@ -43,6 +44,8 @@ export interface CountRow {
   kstackId: number;
   /** -1 when the sample had no user stack. */
   ustackId: number;
+  /** Which image of the process ran (the kernel's self_exec_id, grows at each execve). */
+  execId: number;
   samples: number;
   /** Sum of the perf event's sample periods: ns of CPU time for cpu-clock. */
   cpuNs: number;
@@ -53,6 +56,7 @@ export interface CountRow {
 export interface SampleEvent {
   tgid: number;
   tid: number;
+  execId: number;
   cpuNs: number;
   comm: string;
   processComm: string;
@@ -61,11 +65,11 @@ export interface SampleEvent {
   userStack: BigUint64Array;
 }
 
-export interface ProcessEvent {
-  type: 'exec';
-  tgid: number;
-  comm: string;
-}
+export type ProcessEvent =
+  /** `tgid` replaced its image; `execId` is the new image's (see CountRow.execId). */
+  | { type: 'exec'; tgid: number; execId: number; comm: string }
+  /** `tgid` was forked by `ppid`; until it execs it runs the parent's image `execId`. */
+  | { type: 'fork'; tgid: number; ppid: number; execId: number; comm: string };
 
 export class RecordError extends EbpfprofError {
   constructor(message: string) {
@@ -94,6 +98,7 @@ export function decodeCountRows(keys: Buffer, values: Buffer, count: number): Co
       tid: keys.readUInt32LE(k + 4),
       kstackId: keys.readInt32LE(k + 8),
       ustackId: keys.readInt32LE(k + 12),
+      execId: keys.readUInt32LE(k + 16),
       samples: Number(values.readBigUInt64LE(v)),
       cpuNs: Number(values.readBigUInt64LE(v + 8)),
       comm: decodeCString(values, v + 16, TASK_COMM_LEN),
@@ -140,13 +145,14 @@ export function decodeSampleEvent(rec: Buffer): SampleEvent {
   if (kbytes > stackBytes || ubytes > stackBytes || kbytes % 8 !== 0 || ubytes % 8 !== 0) {
     throw new RecordError(`sample record with stack lengths ${kbytes}/${ubytes} bytes (max ${stackBytes}, multiples of 8)`);
   }
-  const kstackAt = 24 + 2 * TASK_COMM_LEN;
+  const kstackAt = 32 + 2 * TASK_COMM_LEN;
   return {
     tgid: rec.readUInt32LE(0),
     tid: rec.readUInt32LE(4),
+    execId: rec.readUInt32LE(24),
     cpuNs: Number(rec.readBigUInt64LE(8)),
-    comm: decodeCString(rec, 24, TASK_COMM_LEN),
-    processComm: decodeCString(rec, 24 + TASK_COMM_LEN, TASK_COMM_LEN),
+    comm: decodeCString(rec, 32, TASK_COMM_LEN),
+    processComm: decodeCString(rec, 32 + TASK_COMM_LEN, TASK_COMM_LEN),
     kernelStack: decodeStack(rec, kstackAt, kbytes),
     userStack: decodeStack(rec, kstackAt + stackBytes, ubytes),
   };
@@ -155,8 +161,12 @@ export function decodeSampleEvent(rec: Buffer): SampleEvent {
 export function decodeProcessEvent(rec: Buffer): ProcessEvent {
   if (rec.length !== PROCESS_EVENT_SIZE) throw new RecordError(`process event of ${rec.length} bytes, expected ${PROCESS_EVENT_SIZE}`);
   const type = rec.readUInt32LE(0);
-  if (type !== PROCESS_EXEC) throw new RecordError(`process event of unknown type ${type}`);
-  return { type: 'exec', tgid: rec.readUInt32LE(4), comm: decodeCString(rec, 8, TASK_COMM_LEN) };
+  const tgid = rec.readUInt32LE(4);
+  const execId = rec.readUInt32LE(8);
+  const comm = decodeCString(rec, 16, TASK_COMM_LEN);
+  if (type === PROCESS_EXEC) return { type: 'exec', tgid, execId, comm };
+  if (type === PROCESS_FORK) return { type: 'fork', tgid, ppid: rec.readUInt32LE(12), execId, comm };
+  throw new RecordError(`process event of unknown type ${type}`);
 }
 
 /**
