@@ -218,12 +218,13 @@ t.test('Node.js JIT code through the perf map the runtime writes itself', async 
 
 t.test('Node.js in its own pid and mount namespace: perf map found by NSpid inside the process root', async (t) => {
   // --kill-child: node is pid 1 of the new namespace and ignores the signals we do not SIGKILL it with.
-  const child = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none /tmp && exec ${process.execPath} --perf-basic-prof -e "$0"`, NODE_SCRIPT], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    // Without tap's NODE_OPTIONS: they load modules from the checkout, which the tmpfs over /tmp hides
-    // when the checkout lives under /tmp.
-    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
-  });
+  // `env -i`: tap adds its NODE_OPTIONS to every child it sees spawned; they load modules from the
+  // checkout, which the tmpfs over /tmp hides when the checkout lives under /tmp.
+  const child = spawn(
+    'env',
+    ['-i', `PATH=${process.env['PATH'] ?? '/usr/bin:/bin'}`, 'unshare', '--pid', '--fork', '--kill-child', '--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none /tmp && exec ${process.execPath} --perf-basic-prof -e "$0"`, NODE_SCRIPT],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const sym = new Symbolizer();
   let pid = 0;
