@@ -13,10 +13,9 @@ import { EbpfprofError } from '../errors';
 import { loadAddon } from '../native/addon';
 import { Profile, ProfileBuilder } from '../profile/model';
 import { processAlive, readProcStat, threadGroupOf } from '../process/proc';
-import { CpuSampler, DrainedSample, periodNs, SamplerStats, validateFrequency } from '../sampler/cpu-sampler';
-import { MAX_STACK_DEPTH, ProcessEvent } from '../sampler/records';
-import { ProcessImages } from './process-images';
-import { ResolvedFrame, Symbolizer, SymbolizerStats } from '../symbolize/symbolizer';
+import { CpuSampler, periodNs, SamplerStats, validateFrequency } from '../sampler/cpu-sampler';
+import { SampleFolder } from './sample-folder';
+import { Symbolizer, SymbolizerStats } from '../symbolize/symbolizer';
 import { explainKernelError } from '../system/privileges';
 
 export type RecordTarget = { kind: 'pid'; pid: number } | { kind: 'all' } | { kind: 'command'; argv: string[] };
@@ -141,7 +140,8 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     symbolizer.loadKernelSymbols();
     setTimeout(releaseFreeMemory, 100).unref();
   }
-  const folder = new SampleFolder(builder, symbolizer);
+  const folder = new SampleFolder(symbolizer);
+  folder.startProfile(builder);
   let child: ChildProcess | null = null;
   let commandExit: RecordSummary['commandExit'];
   let endReason: EndReason = 'duration';
@@ -165,7 +165,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       kernelStacks: options.kernelStacks !== false,
       userStacks: options.userStacks !== false,
       ...(options.objectPath ? { objectPath: options.objectPath } : {}),
-      onProcessEvent: (e) => void onProcessEvent(e),
+      onProcessEvent: (e) => void folder.onProcessEvent(e, drainAndFold, () => stop.signal.aborted),
     });
   } catch (e) {
     throw explainKernelError(e, 'starting the CPU sampler', { frequencyHz: options.frequencyHz, ...(target ? { pid: target.pid } : {}) });
@@ -183,29 +183,6 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       if (read > bytesRead + (1 << 20)) setTimeout(releaseFreeMemory, 100).unref();
       bytesRead = read;
     }));
-
-  /**
-   * A process forked: remember its parent, whose image it runs until it execs. A sampled process
-   * exec'd: read its new mappings now, and again once the dynamic loader has mapped its libraries, so
-   * that even a short-lived program symbolizes after it is gone. If the pid was known with its old
-   * image, what was sampled before is folded first, with the old mappings.
-   */
-  const onProcessEvent = async (e: ProcessEvent): Promise<void> => {
-    const pid = e.tgid;
-    if (e.type === 'fork') {
-      folder.images.fork(pid, e.ppid, e.execId);
-      return;
-    }
-    if (folder.launcher?.pid === pid && folder.launcher.commandExecId === null) folder.launcher.commandExecId = e.execId;
-    if (stop.signal.aborted) return;
-    if (folder.processes.has(pid)) {
-      await drainAndFold();
-      symbolizer.forgetProcess(pid);
-    }
-    folder.images.exec(pid, e.execId);
-    symbolizer.observeProcess(pid);
-    setTimeout(() => !stop.signal.aborted && symbolizer.observeProcess(pid), 50).unref();
-  };
 
   try {
     if (options.target.kind === 'command') {
@@ -317,103 +294,4 @@ function summaryComments(options: RecordOptions, s: RecordSummary): string[] {
     `ebpfprof record ${what} --freq ${options.frequencyHz}`,
     `samples ${s.samples}, lost ${s.lostSamples}, truncated stacks ${s.truncatedSamples}, unsymbolized ${s.unsymbolizedSamples}, stack read errors ${s.stackErrors}`,
   ];
-}
-
-/** A user frame of an image that was never snapshotted (it exec'd away before we saw it). */
-function unknownImageFrame(address: number): ResolvedFrame {
-  return { kind: 'native', name: `[unknown image]+0x${address.toString(16)}`, systemName: '', mapping: null, symbolized: false };
-}
-
-/** Turns drained rows into profile samples: symbolizes each address once per process. */
-class SampleFolder {
-  samples = 0;
-  launcherSamples = 0;
-  /**
-   * record -- CMD: the parked shell's pid and the exec id of the command it became. Its samples from
-   * before that exec are ebpfprof's own start-up work, not the command's: they are left out.
-   */
-  launcher: { pid: number; commandExecId: number | null } | null = null;
-  readonly images = new ProcessImages();
-  truncatedSamples = 0;
-  unsymbolizedSamples = 0;
-  readonly processes = new Set<number>();
-  readonly threads = new Set<number>();
-  /** (pid or 'k', address, return?) -> frame id. Bounded: cleared when large. */
-  private frameCache = new Map<string, number>();
-  private readonly unsymbolizedFrames = new Set<number>();
-
-  constructor(
-    private readonly builder: ProfileBuilder,
-    private readonly symbolizer: Symbolizer,
-  ) {}
-
-  add(rows: DrainedSample[]): void {
-    for (const r of rows) this.addRow(r);
-    if (this.frameCache.size > 500_000) this.frameCache = new Map();
-  }
-
-  private frameId(key: string, address: bigint, resolve: () => ResolvedFrame): number {
-    let id = this.frameCache.get(key);
-    if (id === undefined) {
-      const f = resolve();
-      id = this.builder.frame({
-        kind: f.kind,
-        name: f.name,
-        systemName: f.systemName,
-        mapping: f.mapping ? this.builder.mapping(f.mapping) : -1,
-        address,
-        symbolized: f.symbolized,
-      });
-      this.frameCache.set(key, id);
-      if (!f.symbolized) this.unsymbolizedFrames.add(id);
-    }
-    return id;
-  }
-
-  private addRow(r: DrainedSample): void {
-    if (this.launcher?.pid === r.tgid && (this.launcher.commandExecId === null || r.execId < this.launcher.commandExecId)) {
-      this.launcherSamples += r.samples;
-      return;
-    }
-    if (!this.processes.has(r.tgid)) {
-      this.processes.add(r.tgid);
-      this.symbolizer.observeProcess(r.tgid);
-    }
-    this.threads.add(r.tid);
-    const frames: number[] = [];
-    r.kernelStack.forEach((addr, i) => {
-      const ret = i > 0;
-      frames.push(this.frameId(`k:${addr}:${ret ? 1 : 0}`, addr, () => this.symbolizer.resolveKernel(addr, ret)));
-    });
-    const afterKernel = r.kernelStack.length > 0;
-    const symbolsPid = r.userStack.length > 0 ? this.images.symbolsPid(r.tgid, r.execId) : r.tgid;
-    if (symbolsPid !== null && symbolsPid !== r.tgid && !this.processes.has(symbolsPid)) {
-      // A forked child before its exec runs its parent's image: make sure the parent was observed.
-      this.processes.add(symbolsPid);
-      this.symbolizer.observeProcess(symbolsPid);
-    }
-    r.userStack.forEach((addr, i) => {
-      // The first user address of a sample taken in the kernel is where the syscall returns to.
-      const ret = i > 0 || afterKernel;
-      const a = Number(addr);
-      frames.push(
-        symbolsPid === null
-          ? this.frameId(`?:${a}`, addr, () => unknownImageFrame(a))
-          : this.frameId(`${symbolsPid}:${a}:${ret ? 1 : 0}`, addr, () => this.symbolizer.resolveUser(symbolsPid, a, ret)),
-      );
-    });
-    const stack = this.builder.stack(frames);
-    this.builder.addSample({
-      stack,
-      pid: r.tgid,
-      tid: r.tid,
-      processName: r.processComm || r.comm,
-      threadName: r.comm,
-      count: r.samples,
-      cpuNs: r.cpuNs,
-    });
-    this.samples += r.samples;
-    if (r.kernelStack.length >= MAX_STACK_DEPTH || r.userStack.length >= MAX_STACK_DEPTH) this.truncatedSamples += r.samples;
-    if (frames.some((f) => this.unsymbolizedFrames.has(f))) this.unsymbolizedSamples += r.samples;
-  }
 }
