@@ -6,7 +6,10 @@
 import { Command, CommanderError } from 'commander';
 import { EbpfprofError, errorMessage } from '../src/errors';
 import { registerDoctor } from './commands/doctor';
+import { registerOffCpu } from './commands/offcpu';
 import { registerRecord } from './commands/record';
+import { registerSched } from './commands/sched';
+import { registerTcp } from './commands/tcp';
 import { registerView } from './commands/view';
 import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes';
 
@@ -19,6 +22,9 @@ export function buildProgram(): Command {
   registerRecord(program);
   registerView(program);
   registerDoctor(program);
+  registerOffCpu(program);
+  registerSched(program);
+  registerTcp(program);
   return program;
 }
 

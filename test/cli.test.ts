@@ -93,7 +93,7 @@ t.test('bad input: one clear line and a non-zero exit', async (t) => {
     ['two targets', ['record', '-a', '-p', '1'], 2, /^ebpfprof: say what to profile with exactly one of/],
     ['no target', ['record'], 2, /^ebpfprof: say what to profile with exactly one of/],
     ['bad duration', ['record', '-a', '-d', '10 parsecs'], 2, /^ebpfprof: --duration must be a duration such as 10s/],
-    ['bad format', ['record', '-a', '--format', 'svg'], 2, /^ebpfprof: --format must be one of pprof, folded, speedscope, got "svg"$/],
+    ['bad format', ['record', '-a', '--format', 'svg'], 2, /^ebpfprof: --format must be one of pprof, folded, speedscope, otlp, got "svg"$/],
     ['command not found', ['record', '-o', path.join(dir, 'x.pb.gz'), '--', 'no-such-command-xyz'], 2, /^ebpfprof: command not found: no-such-command-xyz$/],
     ['view a missing file', ['view', path.join(dir, 'missing.pb.gz')], 1, /^ebpfprof: cannot read .*missing\.pb\.gz: no such file$/],
     ['view garbage', ['view', path.join(repoRoot, 'package.json')], 1, /^ebpfprof: .*package\.json/],

@@ -160,7 +160,11 @@ t.test('doctor on this machine agrees with what the test finds on its own', asyn
   t.equal(life.method, byId(r, 'raw_tracepoints').ok ? 'raw_tp' : byId(r, 'tp_btf').ok ? 'tp_btf' : null);
   const tcp = r.attachMethods.find((a) => a.feature === 'tcp_tracing')!;
   t.same(tcp.extras, fentry.ok ? ['fentry'] : kprobes.ok ? ['kprobe'] : []);
-  if (tracefsId) t.equal(tcp.method, exists(path.join(path.dirname(path.dirname(path.dirname(path.dirname(tracefsId)))), 'events/sock/inet_sock_set_state')) ? 'tracepoint' : null);
+  if (tracefsId) {
+    const tcpTracepoint = exists(path.join(path.dirname(path.dirname(path.dirname(path.dirname(tracefsId)))), 'events/sock/inet_sock_set_state'));
+    // Typed (tp_btf) first where it works, the classic tracepoint otherwise.
+    t.equal(tcp.method, !tcpTracepoint ? null : byId(r, 'tp_btf').ok ? 'tp_btf' : 'tracepoint');
+  }
   t.equal(byId(r, 'attach_cpu_sampling').ok, cpu.method !== null);
 
   const required = r.checks.filter((c) => c.required);
@@ -341,10 +345,15 @@ t.test('chooseAttachMethods: tracepoints first, fentry/kprobe only where present
   };
   const pick = (a: AttachAvailability): Record<string, string> =>
     Object.fromEntries(chooseAttachMethods(a).map((c) => [c.feature, `${c.method}${c.extras.length ? `+${c.extras.join('+')}` : ''}`]));
-  t.same(pick(all), { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'tracepoint', tcp_tracing: 'tracepoint+fentry' });
-  t.same(pick({ ...all, fentry: false }), { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'tracepoint', tcp_tracing: 'tracepoint+kprobe' });
-  t.same(pick({ ...all, fentry: false, kprobes: false }).tcp_tracing, 'tracepoint', 'this VM: no kernel-function extras');
+  t.same(pick(all), { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'tp_btf', tcp_tracing: 'tp_btf+fentry' });
+  t.same(pick({ ...all, fentry: false }), { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'tp_btf', tcp_tracing: 'tp_btf+kprobe' });
+  t.same(pick({ ...all, fentry: false, kprobes: false }).tcp_tracing, 'tp_btf', 'this VM: no kernel-function extras');
   t.same(pick({ ...all, tracepoints: false }), { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'tp_btf', tcp_tracing: 'tp_btf+fentry' }, 'no tracefs');
+  t.same(
+    pick({ ...all, tpBtf: false }),
+    { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'raw_tp', tcp_tracing: 'tracepoint+fentry' },
+    'no tp_btf: TCP on classic tracepoints, the scheduler (task pointers) on raw tracepoints',
+  );
   t.same(pick({ ...all, rawTracepoints: false }).process_lifecycle, 'tp_btf', 'lifecycle falls back to tp_btf');
   t.same(pick({ ...all, tracepoints: false, tpBtf: false }), { cpu_sampling: 'perf_event', process_lifecycle: 'raw_tp', sched_tracing: 'raw_tp', tcp_tracing: 'raw_tp+fentry' });
   t.same(pick({ ...all, tracepoints: false, tpBtf: false, rawTracepoints: false }).process_lifecycle, 'null');

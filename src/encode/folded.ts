@@ -17,7 +17,10 @@ import type { Frame, Profile } from '../profile/model';
 export interface FoldedOptions {
   /** First frame `name-pid/tid` (stackcollapse-perf --tid style) instead of `name`; default false. */
   pidTid?: boolean;
-  /** Line weight: sample count (default) or CPU time in nanoseconds. */
+  /**
+   * Line weight: sample count or time in nanoseconds. Default: the count, except for an off-CPU
+   * profile (meta.timeKind 'off-cpu'), whose default weight is the blocked time in nanoseconds.
+   */
   weight?: 'samples' | 'cpu-ns';
   /**
    * Suffix kernel frames with `_[k]` and JIT frames with `_[j]`, as stackcollapse-perf --all does
@@ -49,7 +52,7 @@ function frameText(f: Frame, annotate: boolean): string {
 /** Folded stacks text, one `stack weight` line per distinct stack, newline-terminated. */
 export function encodeFolded(profile: Profile, options: FoldedOptions = {}): string {
   const annotate = options.annotateKinds === true;
-  const byCpu = options.weight === 'cpu-ns';
+  const byCpu = options.weight === 'cpu-ns' || (options.weight === undefined && profile.meta.timeKind === 'off-cpu');
   const frameTexts = profile.frames.map((f) => frameText(f, annotate));
   // Stacks are shared between rows: render each root-first frame path once.
   const stackTexts = new Map<number, string>();

@@ -5,6 +5,7 @@
  *
  * Layout of what we write:
  * - sample_type [samples/count, cpu/nanoseconds]; period_type cpu/nanoseconds, period = meta.periodNs.
+ *   An off-CPU profile (meta.timeKind 'off-cpu') is [blocks/count, off_cpu/nanoseconds] instead.
  * - One Location per model Frame (id = frame index + 1) with its address and mapping. A symbolized
  *   frame gets exactly one Line → Function (name = demangled, system_name = mangled or the name).
  *   An unsymbolized frame gets no Line: pprof then shows the address and can still symbolize it later
@@ -34,7 +35,7 @@ import {
   ValueType,
 } from 'pprof-format';
 import { EbpfprofError } from '../errors';
-import type { Profile } from '../profile/model';
+import { profileValueTypes, type Profile } from '../profile/model';
 
 /** Mapping path (and pprof mapping filename) of kernel code, as perf names it. */
 export const KERNEL_MAPPING_PATH = '[kernel.kallsyms]';
@@ -149,10 +150,11 @@ export function buildPprof(profile: Profile): PprofProfile {
   });
 
   const { meta } = profile;
+  const types = profileValueTypes(meta);
   return new PprofProfile({
     sampleType: [
-      new ValueType({ type: str('samples'), unit: str('count') }),
-      new ValueType({ type: str('cpu'), unit: str('nanoseconds') }),
+      new ValueType({ type: str(types.count.type), unit: str(types.count.unit) }),
+      new ValueType({ type: str(types.time.type), unit: str(types.time.unit) }),
     ],
     sample: samples,
     mapping: mappings,
@@ -162,7 +164,7 @@ export function buildPprof(profile: Profile): PprofProfile {
     // ms → ns through integers: ns since the epoch do not fit in a double exactly.
     timeNanos: BigInt(toInt(meta.startTimeMs * 1000)) * 1000n,
     durationNanos: toInt(meta.durationNs),
-    periodType: new ValueType({ type: str('cpu'), unit: str('nanoseconds') }),
+    periodType: new ValueType({ type: str(types.time.type), unit: str(types.time.unit) }),
     period: toInt(meta.periodNs),
     comment: meta.comments.map(str),
   });

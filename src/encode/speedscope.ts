@@ -107,6 +107,7 @@ export function hasCpuTime(profile: Profile): boolean {
 /** The speedscope document for a profile (serialize with JSON.stringify). */
 export function buildSpeedscope(profile: Profile, options: SpeedscopeOptions = {}): SpeedscopeFile {
   const mode = options.weight ?? 'auto';
+  const offCpu = profile.meta.timeKind === 'off-cpu';
   const byCpu = mode === 'cpu-ns' || (mode === 'auto' && hasCpuTime(profile));
 
   const frames: SpeedscopeFrame[] = [];
@@ -157,7 +158,7 @@ export function buildSpeedscope(profile: Profile, options: SpeedscopeOptions = {
     }
     return {
       type: 'sampled',
-      name: `${g.processName || '[unknown]'} (pid ${g.pid})`,
+      name: `${offCpu ? 'off-CPU: ' : ''}${g.processName || '[unknown]'} (pid ${g.pid})`,
       unit,
       startValue: 0,
       endValue: g.total,
@@ -174,7 +175,7 @@ export function buildSpeedscope(profile: Profile, options: SpeedscopeOptions = {
     $schema: SPEEDSCOPE_SCHEMA_URL,
     shared: { frames },
     profiles,
-    name: options.name ?? 'ebpfprof profile',
+    name: options.name ?? (offCpu ? 'ebpfprof off-CPU profile' : 'ebpfprof profile'),
     activeProfileIndex: 0,
     exporter: `ebpfprof ${options.exporterVersion ?? ebpfprofVersion()}`,
   };

@@ -62,6 +62,29 @@ export interface ProfileMeta {
   periodNs: number;
   /** Free-form lines kept with the profile (pprof comments). */
   comments: string[];
+  /**
+   * What Sample.cpuNs measures: 'cpu' (on-CPU time from sampling, the default when absent) or
+   * 'off-cpu' (time threads spent blocked, from `ebpfprof offcpu`; Sample.count is then the number
+   * of blocks). Encoders name their value types after it (profileValueTypes).
+   */
+  timeKind?: TimeKind;
+}
+
+export type TimeKind = 'cpu' | 'off-cpu';
+
+/** The names every encoder gives a profile's two values (pprof sample types, speedscope titles). */
+export interface ProfileValueTypes {
+  /** Sample.count: pprof type/unit. */
+  count: { type: string; unit: 'count' };
+  /** Sample.cpuNs: pprof type/unit (also the period type). */
+  time: { type: string; unit: 'nanoseconds' };
+  /** For people: "CPU time", "off-CPU time". */
+  title: string;
+}
+
+export function profileValueTypes(meta: Pick<ProfileMeta, 'timeKind'>): ProfileValueTypes {
+  if (meta.timeKind === 'off-cpu') return { count: { type: 'blocks', unit: 'count' }, time: { type: 'off_cpu', unit: 'nanoseconds' }, title: 'off-CPU time' };
+  return { count: { type: 'samples', unit: 'count' }, time: { type: 'cpu', unit: 'nanoseconds' }, title: 'CPU time' };
 }
 
 export interface Profile {

@@ -985,6 +985,40 @@ const checkBpfStats: Check = (f) => {
   }
 };
 
+/** How tracers attach to a tracepoint, best first (see chooseAttachMethods). */
+export const TRACEPOINT_METHODS: readonly AttachMethod[] = ['tp_btf', 'tracepoint', 'raw_tp'];
+/** The scheduler programs need task pointers: no classic-tracepoint variant. */
+export const SCHED_TRACING_METHODS: readonly AttachMethod[] = ['tp_btf', 'raw_tp'];
+/** Probes on the kernel function behind a tracepoint, for kernels that lack the tracepoint. */
+export const KERNEL_FUNCTION_METHODS: readonly AttachMethod[] = ['fentry', 'kprobe'];
+
+export function attachMethodWorks(a: AttachAvailability, m: AttachMethod): boolean {
+  switch (m) {
+    case 'perf_event':
+      return a.perfEvent;
+    case 'tracepoint':
+      return a.tracepoints;
+    case 'raw_tp':
+      return a.rawTracepoints;
+    case 'tp_btf':
+      return a.tpBtf;
+    case 'fentry':
+      return a.fentry;
+    case 'kprobe':
+      return a.kprobes;
+  }
+}
+
+/**
+ * The methods a tracer tries for one hook, best first: the tracepoint methods it offers (when the
+ * tracepoint exists) in TRACEPOINT_METHODS order, then the kernel-function ones it offers. The
+ * tracers in src/trace/ attach with the first that works and fall back along this list.
+ */
+export function tracingHookCandidates(a: AttachAvailability, tracepointExists: boolean, offered: readonly AttachMethod[]): AttachMethod[] {
+  const tp = tracepointExists ? TRACEPOINT_METHODS.filter((m) => offered.includes(m) && attachMethodWorks(a, m)) : [];
+  return [...tp, ...KERNEL_FUNCTION_METHODS.filter((m) => offered.includes(m) && attachMethodWorks(a, m))];
+}
+
 /**
  * Which attach method each ebpfprof feature uses, given what works. Pure: the loaders call it with
  * the probe results, so doctor reports exactly what they do.
@@ -992,11 +1026,14 @@ const checkBpfStats: Check = (f) => {
  *  - process lifecycle (exec/exit/fork): raw_tp, else tp_btf. Both work without tracefs; raw_tp
  *    first because it needs no BTF-typed attach and is what profile.bpf.c (and the sampler) attach;
  *    tp_btf is the fallback for a kernel that refuses raw tracepoints.
- *  - scheduler and TCP tracing: classic tracepoints first (stable format), else tp_btf, else raw_tp;
- *    TCP adds kernel-function probes only where present: fentry first (cheaper), else kprobe.
+ *  - scheduler and TCP tracing attach to the tracepoints (tracingHookCandidates): tp_btf first (typed
+ *    arguments, no tracefs, so it also works with just CAP_BPF + CAP_PERFMON, and it costs least), the
+ *    classic tracepoint next (TCP only: the scheduler programs need the woken task's pointer, which the
+ *    classic records do not carry), raw_tp last. TCP adds kernel-function probes where the kernel has
+ *    them (fentry first, cheaper, else kprobe): the owner of accepted connections at accept time, and
+ *    the kernel function behind any TCP tracepoint this kernel lacks.
  */
 export function chooseAttachMethods(a: AttachAvailability): AttachChoice[] {
-  const btfOrRaw = (): AttachMethod | null => (a.tpBtf ? 'tp_btf' : a.rawTracepoints ? 'raw_tp' : null);
   const choices: AttachChoice[] = [];
 
   choices.push(
@@ -1023,21 +1060,21 @@ export function chooseAttachMethods(a: AttachAvailability): AttachChoice[] {
           : 'none: neither raw tracepoints nor tp_btf work, so `record -- CMD` cannot follow children',
   });
 
-  const sched: AttachMethod | null = a.tracepoints ? 'tracepoint' : btfOrRaw();
+  const sched = tracingHookCandidates(a, true, SCHED_TRACING_METHODS)[0] ?? null;
   choices.push({
     feature: 'sched_tracing',
     method: sched,
     extras: [],
     reason:
-      sched === 'tracepoint'
-        ? 'tracepoint: sched:sched_switch and sched:sched_wakeup (stable format)'
+      sched === 'tp_btf'
+        ? 'tp_btf: sched:sched_switch, sched_wakeup, sched_wakeup_new with typed task pointers (no tracefs needed; the classic records carry no task pointer)'
         : sched
-          ? `${sched}: sched_switch and sched_wakeup (classic tracepoints do not work here, see 'tracepoints')`
-          : 'none: no tracepoint attach method works',
+          ? `${sched}: sched_switch, sched_wakeup, sched_wakeup_new (tp_btf does not work here, see 'tp_btf')`
+          : 'none: neither tp_btf nor raw tracepoints work',
   });
 
   const tcpTp = a.tcpTracepoints;
-  const tcpBase: AttachMethod | null = tcpTp.length === 0 ? null : a.tracepoints ? 'tracepoint' : btfOrRaw();
+  const tcpBase = tcpTp.length === 0 ? null : (tracingHookCandidates(a, true, TRACEPOINT_METHODS)[0] ?? null);
   const extras: AttachMethod[] = a.fentry ? ['fentry'] : a.kprobes ? ['kprobe'] : [];
   const missingTp = TCP_TRACEPOINTS.filter((t) => !tcpTp.includes(t));
   choices.push({
@@ -1046,8 +1083,10 @@ export function chooseAttachMethods(a: AttachAvailability): AttachChoice[] {
     extras,
     reason:
       (tcpBase ? `${tcpBase}: ${tcpTp.join(', ')}` : tcpTp.length === 0 ? 'none: this kernel has none of the TCP tracepoints' : 'none: no tracepoint attach method works') +
-      (missingTp.length && tcpTp.length ? ` (missing: ${missingTp.join(', ')})` : '') +
-      (extras.length ? `; kernel-function extras: ${extras[0]}` : '; kernel-function extras: none (no fentry, no kprobes)'),
+      (missingTp.length && tcpTp.length ? ` (missing: ${missingTp.join(', ')}${extras.length ? `, taken from the kernel functions by ${extras[0]}` : ''})` : '') +
+      (extras.length
+        ? `; kernel-function extras: ${extras[0]} (the process of accepted connections at accept time)`
+        : '; kernel-function extras: none (no fentry, no kprobes): accepted connections get their process when it closes them'),
   });
   return choices;
 }
@@ -1121,6 +1160,11 @@ export class FeatureProber {
       kprobes: await ok('kprobes'),
       tcpTracepoints: TCP_TRACEPOINTS.filter((t) => this.facts.tracepointExists(t)),
     };
+  }
+
+  /** Whether the kernel has tracepoint "cat:name" (tracefs if readable, else vmlinux BTF). */
+  tracepointExists(id: string): boolean {
+    return this.facts.tracepointExists(id);
   }
 
   async attachMethods(): Promise<AttachChoice[]> {
