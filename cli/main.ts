@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { EbpfprofError, errorMessage } from '../src/errors';
+import { registerAgent } from './commands/agent';
 import { registerDoctor } from './commands/doctor';
 import { registerOffCpu } from './commands/offcpu';
 import { registerRecord } from './commands/record';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerOffCpu(program);
   registerSched(program);
   registerTcp(program);
+  registerAgent(program);
   return program;
 }
 

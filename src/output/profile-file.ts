@@ -1,20 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 /** Writing a profile to a file in one of the output formats, and checking up front that it can be. */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { liveProcessResources } from '../agent/process-resources';
 import { encodeFolded } from '../encode/folded';
+import { encodeOtlpProfiles } from '../encode/otlp-profiles';
 import { encodePprof } from '../encode/pprof';
 import { encodeSpeedscope } from '../encode/speedscope';
 import { EbpfprofError, errorMessage } from '../errors';
+import { readOwnIdentity } from '../k8s/downward-api';
 import type { Profile } from '../profile/model';
 
-export const OUTPUT_FORMATS = ['pprof', 'folded', 'speedscope'] as const;
+export const OUTPUT_FORMATS = ['pprof', 'folded', 'speedscope', 'otlp'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export const DEFAULT_OUTPUT: Record<OutputFormat, string> = {
   pprof: 'ebpfprof.pb.gz',
   folded: 'ebpfprof.folded',
   speedscope: 'ebpfprof.speedscope.json',
+  otlp: 'ebpfprof.otlp.pb.gz',
 };
 
 export function encodeProfile(profile: Profile, format: OutputFormat): Buffer {
@@ -25,6 +30,9 @@ export function encodeProfile(profile: Profile, format: OutputFormat): Buffer {
       return Buffer.from(encodeFolded(profile), 'utf8');
     case 'speedscope':
       return Buffer.from(encodeSpeedscope(profile), 'utf8');
+    case 'otlp':
+      // OTLP Profiles (gzip'ed ProfilesData), resource attributes read from /proc now.
+      return encodeOtlpProfiles(profile, { resourceOf: liveProcessResources(os.hostname(), readOwnIdentity().nodeName) });
   }
 }
 

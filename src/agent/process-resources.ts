@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * OpenTelemetry resource attributes of a process: host, executable, command line, container and
+ * Kubernetes pod. Read once per process from /proc (readlink exe, cmdline, cgroup: read-only, no
+ * access to the process itself) when it is first seen, which for short-lived processes is while
+ * they still exist; re-checked against the process's start time once per export window so that a
+ * reused pid never inherits another program's attributes, and forgotten when the process execs.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ATTR, Attributes } from '../encode/otlp/semconv';
+import { KubernetesAttribution } from '../k8s/attribution';
+import { readProcStat } from '../process/proc';
+
+export const DEFAULT_COMMAND_LINE_MAX = 1024;
+
+/** /proc/PID/cmdline (NUL-separated arguments) as one line, cut to `max` characters. */
+export function parseCmdline(buf: Buffer, max = DEFAULT_COMMAND_LINE_MAX): string {
+  let end = buf.length;
+  while (end > 0 && buf[end - 1] === 0) end--;
+  // Arguments joined by spaces; control characters would break log lines and some backends.
+  const text = buf.toString('utf8', 0, Math.min(end, max * 4)).replace(/\0/g, ' ').replace(/[\x00-\x1f\x7f]/g, ' ');
+  return text.length > max ? text.slice(0, max) : text;
+}
+
+/** The target of /proc/PID/exe without the " (deleted)" the kernel appends for a removed file. */
+export function executableFromLink(link: string): string {
+  return link.endsWith(' (deleted)') ? link.slice(0, -' (deleted)'.length) : link;
+}
+
+export interface ProcessResourcesOptions {
+  procRoot?: string;
+  hostName: string;
+  /** Container and pod attribution; null outside Kubernetes or when disabled. */
+  kubernetes?: KubernetesAttribution | null;
+  commandLineMaxLength?: number;
+  /** Written on every process (from the configuration). */
+  extra?: Attributes;
+  /** Processes remembered; the least recently used are forgotten beyond (default 8192). */
+  maxProcesses?: number;
+}
+
+export interface ProcessResourcesStats {
+  /** Processes whose /proc entries were read. */
+  reads: number;
+  /** Reads that found the process gone (it exited before it was first seen). */
+  gone: number;
+  /** Cached attributes dropped because the pid now belongs to another process. */
+  pidReuses: number;
+  cached: number;
+}
+
+interface Entry {
+  startTicks: number | null;
+  checked: number;
+  attributes: Attributes;
+}
+
+export class ProcessResources {
+  private readonly entries = new Map<number, Entry>();
+  private generation = 0;
+  private readonly procRoot: string;
+  private readonly maxProcesses: number;
+  readonly stats: ProcessResourcesStats = { reads: 0, gone: 0, pidReuses: 0, cached: 0 };
+
+  constructor(private readonly options: ProcessResourcesOptions) {
+    this.procRoot = options.procRoot ?? '/proc';
+    this.maxProcesses = options.maxProcesses ?? 8192;
+  }
+
+  /** Starts a new export window: cached processes are re-checked (pid reuse) at their next get(). */
+  nextWindow(): void {
+    this.generation++;
+  }
+
+  forget(pid: number): void {
+    this.entries.delete(pid);
+  }
+
+  /** Attributes of `pid`; `comm` names it when /proc no longer has it (or for kernel threads). */
+  get(pid: number, comm = ''): Attributes {
+    let e = this.entries.get(pid);
+    if (e !== undefined && e.checked !== this.generation) {
+      const st = readProcStat(pid, this.procRoot);
+      // Gone: keep what was read while it lived. Another start time: another process.
+      if (st !== null && e.startTicks !== null && st.startTicks !== e.startTicks) {
+        this.stats.pidReuses++;
+        e = undefined;
+      } else e.checked = this.generation;
+    }
+    if (e === undefined) {
+      e = this.read(pid, comm);
+      this.entries.set(pid, e);
+      if (this.entries.size > this.maxProcesses) this.entries.delete(this.entries.keys().next().value!);
+    } else {
+      this.entries.delete(pid); // most recently used last
+      this.entries.set(pid, e);
+    }
+    this.stats.cached = this.entries.size;
+    return e.attributes;
+  }
+
+  private read(pid: number, comm: string): Entry {
+    this.stats.reads++;
+    const dir = `${this.procRoot}/${pid}`;
+    const st = readProcStat(pid, this.procRoot);
+    if (st === null) this.stats.gone++;
+    const a: Attributes = { [ATTR.hostName]: this.options.hostName };
+    let exePath = '';
+    try {
+      exePath = executableFromLink(fs.readlinkSync(`${dir}/exe`));
+    } catch {
+      // kernel thread, exited, or no access: the comm still names it
+    }
+    const exeName = exePath ? path.basename(exePath) : comm || st?.comm || '';
+    if (exeName) a[ATTR.processExecutableName] = exeName;
+    if (exePath) a[ATTR.processExecutablePath] = exePath;
+    try {
+      const cmd = parseCmdline(fs.readFileSync(`${dir}/cmdline`), this.options.commandLineMaxLength ?? DEFAULT_COMMAND_LINE_MAX);
+      if (cmd) a[ATTR.processCommandLine] = cmd;
+    } catch {
+      // exited or no access
+    }
+    if (this.options.kubernetes) {
+      let cgroup = '';
+      try {
+        cgroup = fs.readFileSync(`${dir}/cgroup`, 'utf8');
+      } catch {
+        // exited
+      }
+      Object.assign(a, this.options.kubernetes.attributes(cgroup));
+    }
+    const container = a[ATTR.k8sContainerName];
+    a[ATTR.serviceName] = typeof container === 'string' ? container : `unknown_service:${exeName || 'unknown'}`;
+    Object.assign(a, this.options.extra ?? {});
+    return { startTicks: st?.startTicks ?? null, checked: this.generation, attributes: a };
+  }
+}
+
+/**
+ * Resource attributes of this host's processes as they are now, for a profile written after the
+ * recording (`record --format otlp`): processes that already exited keep their comm and pid only.
+ */
+export function liveProcessResources(hostName: string, nodeName: string | null, logRoot?: string): (pid: number, comm: string) => Attributes {
+  const resources = new ProcessResources({ hostName, kubernetes: new KubernetesAttribution({ nodeName, ...(logRoot ? { logRoot } : {}) }) });
+  return (pid, comm) => resources.get(pid, comm);
+}
