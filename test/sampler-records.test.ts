@@ -8,6 +8,7 @@ import {
   COUNT_KEY_SIZE,
   COUNT_VALUE_SIZE,
   decodeCountRows,
+  decodeHashedStacks,
   decodeProcessEvent,
   decodeSampleEvent,
   decodeStack,
@@ -32,6 +33,7 @@ t.test('record sizes match the C structs in the compiled object', async (t) => {
     t.equal(obj.typeSize('profile_control'), PROFILE_CONTROL_SIZE);
     t.equal(obj.typeSize('process_event'), PROCESS_EVENT_SIZE);
     t.equal(obj.mapInfo('stacks0').valueSize, STACK_VALUE_SIZE);
+    t.equal(obj.mapInfo('ustacks0').valueSize, STACK_VALUE_SIZE, 'unwound stacks have the stack maps\' value layout');
     t.equal(obj.mapInfo('stats').maxEntries, PROFILE_STATS.length, 'one name per enum profile_stat entry');
   } finally {
     obj.close();
@@ -73,12 +75,14 @@ t.test('count rows and stacks decode', async (t) => {
   keys.writeInt32LE(-1, 8);
   keys.writeInt32LE(3, 12);
   keys.writeUInt32LE(2, 16);
+  keys.writeBigUInt64LE(0xfedcba9876543210n, COUNT_KEY_SIZE + 24); // second row: a table-unwound user stack
   values.writeBigUInt64LE(5n, 0);
   values.writeBigUInt64LE(50_000_000n, 8);
   values.write('thr', 16);
   values.write('proc', 32);
   const rows = decodeCountRows(keys, values, 2);
-  t.same(rows[0], { tgid: 7, tid: 8, kstackId: -1, ustackId: 3, execId: 2, samples: 5, cpuNs: 50_000_000, comm: 'thr', processComm: 'proc' });
+  t.same(rows[0], { tgid: 7, tid: 8, kstackId: -1, ustackId: 3, execId: 2, ustackHash: 0n, samples: 5, cpuNs: 50_000_000, comm: 'thr', processComm: 'proc' });
+  t.equal(rows[1]!.ustackHash, 0xfedcba9876543210n, 'ustack_hash is the last 8 bytes of the key');
   t.throws(() => decodeCountRows(keys, values, 3), RecordError);
 
   const stackKeys = Buffer.alloc(4);
@@ -88,6 +92,11 @@ t.test('count rows and stacks decode', async (t) => {
   stackValues.writeBigUInt64LE(0x5678n, 8);
   t.same([...decodeStackEntries(stackKeys, stackValues, 1).get(3)!], [0x1234n, 0x5678n], 'zero tail trimmed');
   t.throws(() => decodeStack(stackValues, 8, STACK_VALUE_SIZE), RecordError, 'a stack past the end is refused');
+
+  const hashKeys = Buffer.alloc(8);
+  hashKeys.writeBigUInt64LE(0x8000000000000001n, 0);
+  t.same([...decodeHashedStacks(hashKeys, stackValues, 1).get(0x8000000000000001n)!], [0x1234n, 0x5678n], 'unwound stacks by 64-bit hash');
+  t.throws(() => decodeHashedStacks(hashKeys, stackValues, 2), RecordError, 'unwound-stack entries must fill the buffers');
 });
 
 t.test('process events decode; others are refused', async (t) => {
@@ -100,6 +109,8 @@ t.test('process events decode; others are refused', async (t) => {
   e.writeUInt32LE(2, 0);
   e.writeUInt32LE(4000, 12);
   t.same(decodeProcessEvent(e), { type: 'fork', tgid: 4242, ppid: 4000, execId: 7, comm: 'bash' });
+  e.writeUInt32LE(3, 0);
+  t.same(decodeProcessEvent(e), { type: 'maps-stale', tgid: 4242, execId: 7, comm: 'bash' });
   e.writeUInt32LE(9, 0);
   t.throws(() => decodeProcessEvent(e), RecordError, 'unknown type');
   t.throws(() => decodeProcessEvent(e.subarray(1)), RecordError, 'wrong size');

@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { EbpfprofError } from '../../src/errors';
 import { assertWritable, DEFAULT_OUTPUT, encodeProfile, OUTPUT_FORMATS, OutputFormat, writeOutputFile } from '../../src/output/profile-file';
 import { record, RecordResult, RecordSummary, RecordTarget } from '../../src/record/recorder';
-import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ } from '../../src/sampler/cpu-sampler';
+import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ, UNWIND_MODES, UnwindMode } from '../../src/sampler/cpu-sampler';
 import { assertCanProfile, assertKernelSupportsProfiling } from '../../src/system/privileges';
 import { EXIT_FAILURE } from '../exit-codes';
 import { parseChoice, parseDuration, parseIntegerIn, parsePid } from '../options';
@@ -20,6 +20,7 @@ interface RecordFlags {
   format: string;
   open?: boolean;
   quiet?: boolean;
+  callGraph: string;
 }
 
 export interface RecordPlan {
@@ -30,6 +31,7 @@ export interface RecordPlan {
   output: string;
   open: boolean;
   quiet: boolean;
+  callGraph: UnwindMode;
 }
 
 /** Validates every flag before anything is loaded: bad input fails in one line, fast. */
@@ -51,6 +53,7 @@ export function planRecord(flags: RecordFlags, command: string[]): RecordPlan {
     output,
     open: flags.open === true,
     quiet: flags.quiet === true,
+    callGraph: parseChoice(flags.callGraph, '--call-graph', UNWIND_MODES),
   };
 }
 
@@ -64,6 +67,24 @@ export function summaryLines(s: RecordSummary): string[] {
     `recorded ${s.samples} samples${cpuS} from ${s.processes} processes, ${s.threads} threads in ${(s.elapsedMs / 1000).toFixed(1)} s at ${s.frequencyHz} Hz`,
     `lost ${s.lostSamples} samples; ${s.truncatedSamples} (${pct(s.truncatedSamples, s.samples)}) had truncated stacks; ` +
       `${s.unsymbolizedSamples} (${pct(s.unsymbolizedSamples, s.samples)}) had unsymbolized frames; ${s.stackErrors} stacks could not be read`,
+    ...callGraphLines(s),
+  ];
+}
+
+/** How user stacks were walked, and how the table-driven walks ended. */
+function callGraphLines(s: RecordSummary): string[] {
+  if (s.callGraphFallback !== null) return [`user stacks: frame pointers only: ${s.callGraphFallback}`];
+  const u = s.unwinder;
+  if (s.callGraph === 'fp' || u === null) return ['user stacks: frame pointers only (--call-graph fp)'];
+  const st = s.sampler;
+  const walks = st.unwindEndOk + st.unwindEndFpZero + st.unwindEndTruncated + st.unwindEndReadFault + st.unwindEndNoProgress + st.unwindEndUnsupported + st.unwindEndUnknownPc;
+  const failed = Object.entries(u.binariesWithoutTables).filter(([, n]) => n > 0).map(([why, n]) => `${n} ${why}`);
+  return [
+    `user stacks: unwind tables for ${u.binariesWithTables} binaries (${(u.kernel.residentBytes / 1048576).toFixed(1)} MiB in the kernel, built in ${u.tableBuildMs} ms)` +
+      (failed.length > 0 ? `, frame pointers for binaries without: ${failed.join(', ')}` : ''),
+    `table walks ${walks}: ${pct(st.unwindEndOk, walks)} reached the outermost frame, ${pct(st.unwindEndFpZero, walks)} ended at a null frame pointer, ` +
+      `${pct(st.unwindEndReadFault + st.unwindEndNoProgress + st.unwindEndUnsupported + st.unwindEndUnknownPc, walks)} stopped early, ${pct(st.unwindEndTruncated, walks)} truncated; ` +
+      `${st.unwindNoProcess} samples of not yet registered processes used frame pointers`,
   ];
 }
 
@@ -88,6 +109,7 @@ export async function runRecord(plan: RecordPlan): Promise<number> {
       frequencyHz: plan.frequencyHz,
       ...(plan.durationMs !== undefined ? { durationMs: plan.durationMs } : {}),
       signal: abort.signal,
+      callGraph: plan.callGraph,
       ...(plan.quiet ? {} : { onProgress: (p) => progress.update(p) }),
     });
   } finally {
@@ -132,6 +154,7 @@ export function registerRecord(program: Command): void {
     .option('-o, --output <file>', 'output file (default: ebpfprof.pb.gz, .folded or .speedscope.json)')
     .option('--format <format>', `output format: ${OUTPUT_FORMATS.join(', ')}`, 'pprof')
     .option('--open', 'also write a flame-graph page next to the output and open it in a browser')
+    .option('-g, --call-graph <mode>', `how user stacks are walked: dwarf (unwind tables from .eh_frame, frame pointers where none) or fp (frame pointers only)`, 'dwarf')
     .option('-q, --quiet', 'no progress or summary on stderr')
     .argument('[command...]', 'command to start and profile until it exits (after --)')
     .action(async (command: string[], flags: RecordFlags) => {

@@ -13,10 +13,11 @@ import { EbpfprofError } from '../errors';
 import { loadAddon } from '../native/addon';
 import { Profile, ProfileBuilder } from '../profile/model';
 import { processAlive, readProcStat, threadGroupOf } from '../process/proc';
-import { CpuSampler, periodNs, SamplerStats, validateFrequency } from '../sampler/cpu-sampler';
+import { CpuSampler, periodNs, SamplerStats, UnwindMode, validateFrequency } from '../sampler/cpu-sampler';
 import { SampleFolder } from './sample-folder';
 import { Symbolizer, SymbolizerStats } from '../symbolize/symbolizer';
 import { explainKernelError } from '../system/privileges';
+import { ProcessUnwinder, UnwinderStats } from '../unwind/process-unwinder';
 
 export type RecordTarget = { kind: 'pid'; pid: number } | { kind: 'all' } | { kind: 'command'; argv: string[] };
 
@@ -27,6 +28,13 @@ export interface RecordOptions {
   durationMs?: number;
   kernelStacks?: boolean;
   userStacks?: boolean;
+  /**
+   * How user stacks are walked: 'dwarf' (default) with unwind tables built from each binary's
+   * .eh_frame, frame pointers where no table covers a pc; 'fp' with frame pointers only.
+   */
+  callGraph?: UnwindMode;
+  /** Kernel memory for unwind tables, bytes (default: DEFAULT_TABLE_BYTES). */
+  unwindTableBytes?: number;
   /** How often the in-kernel aggregation is drained and symbolized (default 1000 ms). */
   drainIntervalMs?: number;
   /** Aborting stops the recording early; the profile so far is returned. */
@@ -70,6 +78,12 @@ export interface RecordSummary {
   launcherSamples: number;
   /** The started command's exit, for target.kind === 'command'. */
   commandExit?: { code: number | null; signal: NodeJS.Signals | null };
+  /** How user stacks were walked ('fp' also when the kernel refused the unwinding program). */
+  callGraph: UnwindMode;
+  /** Why 'dwarf' was asked for but frame pointers were used, else null. */
+  callGraphFallback: string | null;
+  /** The table-driven unwinder's counters; null with --call-graph fp. */
+  unwinder: UnwinderStats | null;
   sampler: SamplerStats;
   symbolizer: SymbolizerStats;
 }
@@ -140,7 +154,9 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     symbolizer.loadKernelSymbols();
     setTimeout(releaseFreeMemory, 100).unref();
   }
-  const folder = new SampleFolder(symbolizer);
+  const wantTables = options.callGraph !== 'fp' && options.userStacks !== false;
+  const unwinder = wantTables ? new ProcessUnwinder(symbolizer, options.unwindTableBytes !== undefined ? { tableBytes: options.unwindTableBytes } : {}) : null;
+  const folder = new SampleFolder(symbolizer, unwinder);
   folder.startProfile(builder);
   let child: ChildProcess | null = null;
   let commandExit: RecordSummary['commandExit'];
@@ -155,6 +171,9 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     }
   };
 
+  // A --pid target is registered with the unwinder before sampling starts (the sampler registers
+  // what is queued right after loading): its very first samples are unwound with tables.
+  if (target) unwinder?.addProcess(target.pid);
   let liveness: NodeJS.Timeout | null = null;
   let sampler: CpuSampler;
   try {
@@ -165,6 +184,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       kernelStacks: options.kernelStacks !== false,
       userStacks: options.userStacks !== false,
       ...(options.objectPath ? { objectPath: options.objectPath } : {}),
+      ...(unwinder ? { unwinder } : {}),
       onProcessEvent: (e) => void folder.onProcessEvent(e, drainAndFold, () => stop.signal.aborted),
     });
   } catch (e) {
@@ -203,7 +223,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       (started.stdio[3] as NodeJS.WritableStream).end('go\n');
     } else if (target) {
       watched.push(target.pid);
-      symbolizer.observeProcess(target.pid);
+      folder.reobserve(target.pid);
     }
 
     if (options.signal) {
@@ -230,7 +250,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       } catch {
         break; // aborted
       }
-      for (const pid of watched) if (folder.processes.has(pid)) symbolizer.observeProcess(pid);
+      for (const pid of watched) if (folder.processes.has(pid)) folder.reobserve(pid);
       await drainAndFold();
       options.onProgress?.(progressOf(sampler.stats(), folder, Date.now() - startTimeMs));
     }
@@ -268,6 +288,9 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     stackErrors: samplerStats.kernelStackError + samplerStats.userStackError,
     launcherSamples: folder.launcherSamples,
     ...(commandExit ? { commandExit } : {}),
+    callGraph: sampler.unwindMode,
+    callGraphFallback: sampler.unwindFallbackReason,
+    unwinder: unwinder?.stats() ?? null,
     sampler: samplerStats,
     symbolizer: symbolizer.stats(),
   };

@@ -4,6 +4,7 @@ import { ProfileBuilder } from '../profile/model';
 import type { DrainedSample } from '../sampler/cpu-sampler';
 import { MAX_STACK_DEPTH, ProcessEvent } from '../sampler/records';
 import { ResolvedFrame, Symbolizer } from '../symbolize/symbolizer';
+import type { ProcessUnwinder } from '../unwind/process-unwinder';
 import { ProcessImages } from './process-images';
 
 /** A user frame of an image that was never snapshotted (it exec'd away before we saw it). */
@@ -16,6 +17,9 @@ function unknownImageFrame(address: number): ResolvedFrame {
  * image), counts truncated and unsymbolized samples, and leaves out the parked launcher shell.
  * `record` folds into one profile; a continuous agent starts a new profile per export window with
  * startProfile(), keeping what it knows about processes.
+ *
+ * With an unwinder, every process the folder learns of (first sample, exec) is registered for
+ * table-driven unwinding, and registrations follow its mappings (maps-stale events, re-observes).
  */
 export class SampleFolder {
   samples = 0;
@@ -35,7 +39,16 @@ export class SampleFolder {
   private unsymbolizedFrames = new Set<number>();
   private builder: ProfileBuilder | null = null;
 
-  constructor(private readonly symbolizer: Symbolizer) {}
+  constructor(
+    private readonly symbolizer: Symbolizer,
+    private readonly unwinder: ProcessUnwinder | null = null,
+  ) {}
+
+  /** Reads `pid`'s mappings again (libraries loaded late) and updates its unwind registration. */
+  reobserve(pid: number): void {
+    this.symbolizer.observeProcess(pid);
+    this.unwinder?.addProcess(pid);
+  }
 
   /** Folds what comes next into `builder`; the per-profile counters start again from zero. */
   startProfile(builder: ProfileBuilder): void {
@@ -57,6 +70,11 @@ export class SampleFolder {
    */
   async onProcessEvent(e: ProcessEvent, foldPending: () => Promise<void>, stopped: () => boolean): Promise<void> {
     const pid = e.tgid;
+    if (e.type === 'maps-stale') {
+      // The unwinder met a pc outside the mappings it was given (dlopen, a new JIT region).
+      if (!stopped()) this.unwinder?.refresh(pid);
+      return;
+    }
     if (e.type === 'fork') {
       this.images.fork(pid, e.ppid, e.execId);
       return;
@@ -68,8 +86,8 @@ export class SampleFolder {
       this.symbolizer.forgetProcess(pid);
     }
     this.images.exec(pid, e.execId);
-    this.symbolizer.observeProcess(pid);
-    setTimeout(() => !stopped() && this.symbolizer.observeProcess(pid), 50).unref();
+    this.reobserve(pid);
+    setTimeout(() => !stopped() && this.reobserve(pid), 50).unref();
   }
 
   add(rows: DrainedSample[]): void {
@@ -105,6 +123,8 @@ export class SampleFolder {
     if (!this.processes.has(r.tgid)) {
       this.processes.add(r.tgid);
       this.symbolizer.observeProcess(r.tgid);
+      // Until now its user stacks were walked with frame pointers; from the next sample on, tables.
+      if (this.unwinder !== null && !this.unwinder.isRegistered(r.tgid)) this.unwinder.addProcess(r.tgid);
     }
     this.threads.add(r.tid);
     const frames: number[] = [];

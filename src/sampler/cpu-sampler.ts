@@ -3,6 +3,11 @@
  * Drives bpf/profile.bpf.c: loads it, opens a cpu-clock perf event on every online CPU, and drains
  * the in-kernel aggregation on demand.
  *
+ * With an unwinder (src/unwind/process-unwinder.ts), the program variant that walks user stacks
+ * with unwind tables (on_sample_dwarf) is loaded, and the unwinder registers processes before the
+ * perf events are attached. A kernel that refuses that variant gets the frame-pointer one instead;
+ * the unwinder is told why (SamplerUnwinder.detach) and the summary says so.
+ *
  * Draining flips control.active_set so that new samples go to the other map set, waits for programs
  * already running on the old set to finish, then reads and clears the old counts and stacks. Stack
  * ids are therefore never reused while a count row still refers to them.
@@ -25,6 +30,7 @@ import {
 import { onlineCpus } from '../system/cpus';
 import {
   decodeCountRows,
+  decodeHashedStacks,
   decodeProcessEvent,
   decodeSampleEvent,
   decodeStackEntries,
@@ -43,6 +49,29 @@ export const MAX_FREQUENCY_HZ = 1000;
 /** How long a BPF program that read the old active set may still be writing to it. */
 const SET_FLIP_GRACE_MS = 5;
 
+/** The unwinder's maps, written while sampling (src/unwind/table-store.ts). */
+export interface SamplerUnwindMaps {
+  mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
+  mapDelete(map: string, key: Buffer): boolean;
+}
+
+/** What the sampler needs from a table-driven unwinder (src/unwind/process-unwinder.ts). */
+export interface SamplerUnwinder {
+  /** max_entries of the unwinder's maps, set before the program loads. */
+  mapSizes(): Record<string, number>;
+  /** The program loaded: register processes now, before sampling starts. */
+  attach(maps: SamplerUnwindMaps): void;
+  /** The maps are gone (the sampler closed), or the kernel refused the unwinding program (`reason`). */
+  detach(reason?: string): void;
+}
+
+/** How user stacks are walked: unwind tables (with frame pointers where none apply), or frame pointers only. */
+export const UNWIND_MODES = ['dwarf', 'fp'] as const;
+export type UnwindMode = (typeof UNWIND_MODES)[number];
+
+/** Unwinder maps of a frame-pointer-only sampler: one entry each, no memory to speak of. */
+const UNUSED_UNWIND_MAPS = ['unwind_chunks', 'unwind_tables', 'unwind_procs', 'ustacks0', 'ustacks1'];
+
 export interface CpuSamplerOptions {
   /** Samples per second per CPU, MIN_FREQUENCY_HZ..MAX_FREQUENCY_HZ. */
   frequencyHz: number;
@@ -59,6 +88,10 @@ export interface CpuSamplerOptions {
   ringBufferBytes?: number;
   /** Path of the compiled profile.bpf.o (tests). */
   objectPath?: string;
+  /** Walk user stacks with unwind tables for the processes this unwinder registers. */
+  unwinder?: SamplerUnwinder;
+  /** Unwound-stack maps' entries (default 8192 per set). */
+  unwoundStackEntries?: number;
   /** Called (in batches, on the event loop) when a sampled process exec'd or a process forked. */
   onProcessEvent?: (event: ProcessEvent) => void;
 }
@@ -101,34 +134,78 @@ export class CpuSampler {
     private readonly ring: NativeRingBuffer,
     private readonly eventRing: NativeRingBuffer,
     private frequency: number,
+    /** How this sampler walks user stacks. */
+    readonly unwindMode: UnwindMode,
+    /** Why the unwinding program is not used although an unwinder was given, else null. */
+    readonly unwindFallbackReason: string | null,
+    private readonly unwinder: SamplerUnwinder | null,
   ) {}
 
   /** Loads and attaches the sampler. Errors from the kernel propagate as thrown by the addon. */
   static open(options: CpuSamplerOptions): CpuSampler {
     validateFrequency(options.frequencyHz);
     const addon = loadAddon();
-    const obj = new addon.BpfObject(options.objectPath ?? bpfObjectPath('profile'));
+    const wantDwarf = options.unwinder !== undefined && options.userStacks !== false;
+    let mode: UnwindMode = wantDwarf ? 'dwarf' : 'fp';
+    let fallbackReason: string | null = null;
+    let obj = new addon.BpfObject(options.objectPath ?? bpfObjectPath('profile'));
+    try {
+      CpuSampler.configure(obj, options, mode);
+      obj.load();
+    } catch (e) {
+      obj.close();
+      if (mode === 'fp') throw e;
+      // A kernel without bpf_loop (< 5.17) or one whose verifier refuses the walker: frame pointers.
+      fallbackReason = `the kernel refused the unwinding program (${firstLine(e)}); user stacks use frame pointers only`;
+      mode = 'fp';
+      obj = new addon.BpfObject(options.objectPath ?? bpfObjectPath('profile'));
+      try {
+        CpuSampler.configure(obj, options, mode);
+        obj.load();
+      } catch (e2) {
+        obj.close();
+        throw e2;
+      }
+    }
+    return CpuSampler.start(obj, options, mode, fallbackReason);
+  }
+
+  /** Globals, map sizes and which programs load, before load(). */
+  private static configure(obj: NativeBpfObject, options: CpuSamplerOptions, mode: UnwindMode): void {
+    obj.setGlobal('filter_mode', u32Key(options.targets === 'all' ? 0 : 1));
+    obj.setGlobal('collect_kernel_stacks', Buffer.from([options.kernelStacks === false ? 0 : 1]));
+    obj.setGlobal('collect_user_stacks', Buffer.from([options.userStacks === false ? 0 : 1]));
+    if (options.stackMapEntries) for (const m of ['stacks0', 'stacks1']) obj.setMaxEntries(m, options.stackMapEntries);
+    if (options.countsMapEntries) for (const m of ['counts0', 'counts1']) obj.setMaxEntries(m, options.countsMapEntries);
+    if (options.ringBufferBytes) obj.setMaxEntries('samples', options.ringBufferBytes);
+    if (mode === 'dwarf') {
+      for (const [m, n] of Object.entries(options.unwinder!.mapSizes())) obj.setMaxEntries(m, n);
+      if (options.unwoundStackEntries) for (const m of ['ustacks0', 'ustacks1']) obj.setMaxEntries(m, options.unwoundStackEntries);
+    } else {
+      for (const m of UNUSED_UNWIND_MAPS) obj.setMaxEntries(m, 1);
+    }
+    const follow = options.followForks === true;
+    obj.setGlobal('follow_forks', Buffer.from([follow ? 1 : 0]));
+    obj.setAutoload('on_sample', mode === 'fp');
+    obj.setAutoload('on_sample_dwarf', mode === 'dwarf');
+    obj.setAutoload('on_fork', follow || options.onProcessEvent !== undefined);
+    // on_exit also drops the unwind registration of a process that ended (pid reuse).
+    obj.setAutoload('on_exit', options.targets !== 'all' || mode === 'dwarf');
+    obj.setAutoload('on_exec', options.onProcessEvent !== undefined);
+  }
+
+  private static start(obj: NativeBpfObject, options: CpuSamplerOptions, mode: UnwindMode, fallbackReason: string | null): CpuSampler {
     const links: NativeLink[] = [];
     let perf: NativePerfLink | undefined;
     let ring: NativeRingBuffer | undefined;
     let eventRing: NativeRingBuffer | undefined;
+    const unwinder = options.unwinder ?? null;
+    const follow = options.followForks === true;
     try {
-      obj.setGlobal('filter_mode', u32Key(options.targets === 'all' ? 0 : 1));
-      obj.setGlobal('collect_kernel_stacks', Buffer.from([options.kernelStacks === false ? 0 : 1]));
-      obj.setGlobal('collect_user_stacks', Buffer.from([options.userStacks === false ? 0 : 1]));
-      if (options.stackMapEntries) for (const m of ['stacks0', 'stacks1']) obj.setMaxEntries(m, options.stackMapEntries);
-      if (options.countsMapEntries) for (const m of ['counts0', 'counts1']) obj.setMaxEntries(m, options.countsMapEntries);
-      if (options.ringBufferBytes) obj.setMaxEntries('samples', options.ringBufferBytes);
-      const follow = options.followForks === true;
-      obj.setGlobal('follow_forks', Buffer.from([follow ? 1 : 0]));
-      obj.setAutoload('on_fork', follow || options.onProcessEvent !== undefined);
-      obj.setAutoload('on_exit', options.targets !== 'all');
-      obj.setAutoload('on_exec', options.onProcessEvent !== undefined);
-      obj.load();
       obj.mapUpdate('control', u32Key(0), encodeControl(0), BPF_ANY);
       if (options.targets !== 'all') for (const pid of options.targets) obj.mapUpdate('targets', u32Key(pid), Buffer.from([1]), BPF_ANY);
       if (follow || options.onProcessEvent) links.push(obj.attachRawTracepoint('on_fork', 'sched_process_fork'));
-      if (options.targets !== 'all') links.push(obj.attachRawTracepoint('on_exit', 'sched_process_exit'));
+      if (options.targets !== 'all' || mode === 'dwarf') links.push(obj.attachRawTracepoint('on_exit', 'sched_process_exit'));
       if (options.onProcessEvent) links.push(obj.attachRawTracepoint('on_exec', 'sched_process_exec'));
       // The ring buffer must exist before the sampler instance; its callback is bound once it does.
       const sampler: { current?: CpuSampler } = {};
@@ -137,18 +214,23 @@ export class CpuSampler {
       });
       const onEvent = options.onProcessEvent;
       eventRing = obj.openRingBuffer('events', (batch, records) => sampler.current?.onEventBatch(batch, records, onEvent));
+      if (unwinder !== null) {
+        if (mode === 'dwarf') unwinder.attach(obj);
+        else unwinder.detach(fallbackReason ?? 'user stacks are not collected');
+      }
       // cpu-clock is hrtimer driven: the kernel converts a frequency to a fixed period anyway, and a
       // period can be changed while running (PERF_EVENT_IOC_PERIOD), so sample by period in ns.
-      perf = obj.attachPerfEvent('on_sample', {
+      perf = obj.attachPerfEvent(mode === 'dwarf' ? 'on_sample_dwarf' : 'on_sample', {
         type: PERF_TYPE_SOFTWARE,
         config: PERF_COUNT_SW_CPU_CLOCK,
         period: periodNs(options.frequencyHz),
         cpus: options.cpus ?? onlineCpus(),
       });
-      const s = new CpuSampler(obj, perf, links, ring, eventRing, options.frequencyHz);
+      const s = new CpuSampler(obj, perf, links, ring, eventRing, options.frequencyHz, mode, fallbackReason, unwinder);
       sampler.current = s;
       return s;
     } catch (e) {
+      unwinder?.detach();
       obj.close();
       throw e;
     }
@@ -193,10 +275,22 @@ export class CpuSampler {
     const countsRead = this.obj.mapEntries(`counts${old}`, { delete: true });
     const stacks = decodeStackEntries(stacksRead.keys, stacksRead.values, stacksRead.count);
     const rows = decodeCountRows(countsRead.keys, countsRead.values, countsRead.count);
+    let unwound: Map<bigint, BigUint64Array> | null = null;
+    if (this.unwindMode === 'dwarf') {
+      const u = this.obj.mapEntries(`ustacks${old}`, { delete: true });
+      unwound = decodeHashedStacks(u.keys, u.values, u.count);
+    }
     const none = new BigUint64Array(0);
     const lookup = (id: number): BigUint64Array => {
       if (id < 0) return none;
       const s = stacks.get(id);
+      if (s) return s;
+      this.stackNotFound++;
+      return none;
+    };
+    const userStack = (r: (typeof rows)[number]): BigUint64Array => {
+      if (r.ustackHash === 0n) return lookup(r.ustackId);
+      const s = unwound?.get(r.ustackHash);
       if (s) return s;
       this.stackNotFound++;
       return none;
@@ -210,7 +304,7 @@ export class CpuSampler {
       samples: r.samples,
       cpuNs: r.cpuNs,
       kernelStack: lookup(r.kstackId),
-      userStack: lookup(r.ustackId),
+      userStack: userStack(r),
     }));
     const events = this.pendingEvents;
     this.pendingEvents = [];
@@ -268,7 +362,7 @@ export class CpuSampler {
 
   /** In-kernel cost of the sampling program (needs run-time stats enabled to count). */
   programStats(): ProgramStats {
-    return this.obj.programStats('on_sample');
+    return this.obj.programStats(this.unwindMode === 'dwarf' ? 'on_sample_dwarf' : 'on_sample');
   }
 
   /**
@@ -284,6 +378,7 @@ export class CpuSampler {
     const rest = await this.drain();
     this.lastStats = this.stats();
     this.closed = true;
+    this.unwinder?.detach();
     this.obj.close();
     return rest;
   }
@@ -296,6 +391,10 @@ export function validateFrequency(hz: number): void {
   if (!Number.isInteger(hz) || hz < MIN_FREQUENCY_HZ || hz > MAX_FREQUENCY_HZ) {
     throw new EbpfprofError('EBADARG', `frequency must be an integer from ${MIN_FREQUENCY_HZ} to ${MAX_FREQUENCY_HZ} Hz, got ${hz}`);
   }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
 }
 
 export function periodNs(hz: number): number {

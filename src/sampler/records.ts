@@ -7,7 +7,7 @@ import { EbpfprofError } from '../errors';
 
 export const TASK_COMM_LEN = 16;
 export const MAX_STACK_DEPTH = 127;
-export const COUNT_KEY_SIZE = 20;
+export const COUNT_KEY_SIZE = 32;
 export const COUNT_VALUE_SIZE = 48;
 /** u32 tgid, u32 tid, u64 cpu_ns, u32 kstack_bytes, u32 ustack_bytes, u32 exec_id, u32 pad, two comms, two stacks. */
 export const SAMPLE_EVENT_SIZE = 32 + 2 * TASK_COMM_LEN + 2 * 8 * MAX_STACK_DEPTH;
@@ -15,6 +15,7 @@ export const PROFILE_CONTROL_SIZE = 8;
 export const PROCESS_EVENT_SIZE = 16 + TASK_COMM_LEN;
 export const PROCESS_EXEC = 1;
 export const PROCESS_FORK = 2;
+export const PROCESS_MAPS_STALE = 3;
 export const STACK_VALUE_SIZE = 8 * MAX_STACK_DEPTH;
 
 /** enum profile_stat, in order. */
@@ -33,6 +34,20 @@ export const PROFILE_STATS = [
   'forksFollowed',
   'targetsFull',
   'eventsFull',
+  // Table-driven unwinding (on_sample_dwarf); see docs/unwinding.md.
+  'unwindNoProcess',
+  'unwindEndOk',
+  'unwindEndFpZero',
+  'unwindEndTruncated',
+  'unwindEndReadFault',
+  'unwindEndNoProgress',
+  'unwindEndUnsupported',
+  'unwindEndUnknownPc',
+  'unwindEndNoUserRegs',
+  'unwindTableFrames',
+  'unwindFpFrames',
+  'ustacksFull',
+  'unwindRefreshSent',
 ] as const;
 export type ProfileStatName = (typeof PROFILE_STATS)[number];
 export type ProfileStats = Record<ProfileStatName, number>;
@@ -42,8 +57,10 @@ export interface CountRow {
   tid: number;
   /** -1 when the sample had no kernel stack. */
   kstackId: number;
-  /** -1 when the sample had no user stack. */
+  /** -1 when the sample had no user stack in the stack map (none, or unwound with tables). */
   ustackId: number;
+  /** Key of the user stack unwound with tables in ustacks{0,1}; 0n when none. */
+  ustackHash: bigint;
   /** Which image of the process ran (the kernel's self_exec_id, grows at each execve). */
   execId: number;
   samples: number;
@@ -69,7 +86,9 @@ export type ProcessEvent =
   /** `tgid` replaced its image; `execId` is the new image's (see CountRow.execId). */
   | { type: 'exec'; tgid: number; execId: number; comm: string }
   /** `tgid` was forked by `ppid`; until it execs it runs the parent's image `execId`. */
-  | { type: 'fork'; tgid: number; ppid: number; execId: number; comm: string };
+  | { type: 'fork'; tgid: number; ppid: number; execId: number; comm: string }
+  /** The unwinder met a pc outside every mapping it knows of `tgid`: its mappings changed. */
+  | { type: 'maps-stale'; tgid: number; execId: number; comm: string };
 
 export class RecordError extends EbpfprofError {
   constructor(message: string) {
@@ -99,6 +118,7 @@ export function decodeCountRows(keys: Buffer, values: Buffer, count: number): Co
       kstackId: keys.readInt32LE(k + 8),
       ustackId: keys.readInt32LE(k + 12),
       execId: keys.readUInt32LE(k + 16),
+      ustackHash: keys.readBigUInt64LE(k + 24),
       samples: Number(values.readBigUInt64LE(v)),
       cpuNs: Number(values.readBigUInt64LE(v + 8)),
       comm: decodeCString(values, v + 16, TASK_COMM_LEN),
@@ -122,6 +142,16 @@ export function decodeStack(buf: Buffer, offset: number, bytes: number): BigUint
   while (n < max && (buf.readUInt32LE(offset + n * 8) !== 0 || buf.readUInt32LE(offset + n * 8 + 4) !== 0)) n++;
   const out = new BigUint64Array(n);
   new Uint8Array(out.buffer).set(buf.subarray(offset, offset + n * 8));
+  return out;
+}
+
+/** Unwound-stack map entries (ustacks{0,1}, u64 hash keys) read with mapEntries(): hash -> addresses. */
+export function decodeHashedStacks(keys: Buffer, values: Buffer, count: number, valueSize = STACK_VALUE_SIZE): Map<bigint, BigUint64Array> {
+  if (keys.length !== count * 8 || values.length !== count * valueSize) {
+    throw new RecordError(`unwound-stack map read: ${count} entries but ${keys.length} key bytes and ${values.length} value bytes`);
+  }
+  const out = new Map<bigint, BigUint64Array>();
+  for (let i = 0; i < count; i++) out.set(keys.readBigUInt64LE(i * 8), decodeStack(values, i * valueSize, valueSize));
   return out;
 }
 
@@ -166,6 +196,7 @@ export function decodeProcessEvent(rec: Buffer): ProcessEvent {
   const comm = decodeCString(rec, 16, TASK_COMM_LEN);
   if (type === PROCESS_EXEC) return { type: 'exec', tgid, execId, comm };
   if (type === PROCESS_FORK) return { type: 'fork', tgid, ppid: rec.readUInt32LE(12), execId, comm };
+  if (type === PROCESS_MAPS_STALE) return { type: 'maps-stale', tgid, execId, comm };
   throw new RecordError(`process event of unknown type ${type}`);
 }
 

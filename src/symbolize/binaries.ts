@@ -292,6 +292,23 @@ export class BinaryStore {
     }
   }
 
+  /**
+   * Runs `read` on the binary's ELF file (through its kept descriptor, else a remembered path);
+   * the bytes it reads are counted. Read failures become a FileFailure; `read`'s own errors propagate.
+   */
+  withElf<T>(m: BinaryModule, read: (elf: ElfFile) => T): T | FileFailure {
+    const src = this.source(m.file);
+    if (typeof src === 'string') return src;
+    try {
+      return read(new ElfFile(src));
+    } catch (e) {
+      if (e instanceof ElfFormatError || isSystemError(e)) return failureOf(e);
+      throw e;
+    } finally {
+      this.stats.bytesRead += src.bytesRead;
+    }
+  }
+
   private insertTable(key: string, table: SymbolTable): void {
     this.tables.set(key, table);
     this.tableBytes += table.byteSize;

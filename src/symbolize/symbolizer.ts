@@ -19,7 +19,7 @@ import { Mapping, FrameKind } from '../profile/model';
 import { BinaryModule, BinaryStore, BinaryStoreStats, FileFailure, failureOf, newBinaryStoreStats } from './binaries';
 import { demangle } from './demangle';
 import { fileOffsetToVaddr, findBuildId, parseNotes } from './elf';
-import { openForReading } from './elf-file';
+import { ElfFile, openForReading } from './elf-file';
 import { KernelSymbols, readKallsyms } from './kallsyms';
 import { parsePerfMap } from './perf-map';
 import { ProcMapEntry, parseProcIds, parseProcMaps } from './proc-maps';
@@ -35,6 +35,17 @@ export interface ResolvedFrame {
   /** Runtime mapping: start, limit, fileOffset, path (as the process sees it), buildId (hex). */
   mapping: Mapping | null;
   symbolized: boolean;
+}
+
+/** An executable mapping of an observed process and the binary behind it (the unwinder's input). */
+export interface ExecutableMapping {
+  start: number;
+  end: number;
+  /** File offset of `start`. */
+  offset: number;
+  kind: ProcMapEntry['kind'];
+  /** The opened binary of a file mapping; null for anonymous memory, [vdso] or unreadable files. */
+  module: BinaryModule | null;
 }
 
 export interface SymbolizerOptions {
@@ -358,6 +369,26 @@ export class Symbolizer {
     }
     Object.freeze(r.mapping);
     return r;
+  }
+
+  /**
+   * The executable mappings of `pid` as last observed (observeProcess), sorted by start; null when
+   * the process was never observed or is forgotten.
+   */
+  executableMappings(pid: number): ExecutableMapping[] | null {
+    const p = this.processes.get(pid);
+    if (p === undefined) return null;
+    return p.records.filter((r) => r.entry.executable).map((r) => ({ start: r.entry.start, end: r.entry.end, offset: r.entry.offset, kind: r.entry.kind, module: r.module }));
+  }
+
+  /** Runs `read` on a binary's ELF file (the unwinder reads .eh_frame through it). */
+  withBinary<T>(m: BinaryModule, read: (elf: ElfFile) => T): T | FileFailure {
+    return this.store.withElf(m, read);
+  }
+
+  /** Our own [vdso] image, shared by every process on this kernel; null when there is none. */
+  vdsoImage(): VdsoImage | null {
+    return this.ownVdso();
   }
 
   forgetProcess(pid: number): void {

@@ -13,6 +13,8 @@ export interface VdsoImage {
   summary: ElfSummary;
   table: SymbolTable;
   size: number;
+  /** The image itself (a few KiB), for its unwind table. */
+  image: Buffer;
 }
 
 /** Extracts the vdso ELF image from given maps text and a reader of our own memory (testable). */
@@ -24,7 +26,7 @@ export function vdsoFromMemory(mapsText: string, readMemory: (address: number, l
   const elf = new ElfFile(new BufferSource(image));
   const summary = elf.summary();
   const { table } = loadSymbolTable(elf, null);
-  return { summary, table, size: image.length };
+  return { summary, table, size: image.length, image };
 }
 
 /** Loads our own process's vdso; throws when the kernel maps none (vdso=0) or it cannot be read. */
