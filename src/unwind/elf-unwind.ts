@@ -2,12 +2,15 @@
 /**
  * Builds a binary's unwind table from its call frame information: .eh_frame (every binary built by
  * GCC or Clang for x86-64 has it, frame pointers or not), else .debug_frame, else the .eh_frame the
- * PT_GNU_EH_FRAME segment points to (files without section headers). Reads only those bytes.
+ * PT_GNU_EH_FRAME segment points to (files without section headers). Go binaries add the stack
+ * deltas of .gopclntab for their Go code (go-stack-deltas.ts); their .eh_frame, when there is one,
+ * covers the C code of cgo. Reads only those bytes.
  */
 import * as zlib from 'node:zlib';
 import { ElfFile } from '../symbolize/elf-file';
 import { ElfFormatError, PT_LOAD, SectionHeader, SHT_NOBITS } from '../symbolize/elf';
-import { CfiFormatError, CfiSection, CfiStats, parseCallFrameInfo } from './eh-frame';
+import { CfiFormatError, CfiSection, CfiStats, newCfiStats, parseCallFrameInfo } from './eh-frame';
+import { GoDeltaStats, parseGoStackDeltas } from './go-stack-deltas';
 import { TableTooLargeError, UnwindTable, UnwindTableBuilder, UnwindTableStats } from './unwind-table';
 
 /** Why a binary has no unwind table; its frames are then walked with frame pointers. */
@@ -19,17 +22,23 @@ export type UnwindTableFailure =
 
 export interface LoadedUnwindTable {
   table: UnwindTable;
-  source: '.eh_frame' | '.debug_frame' | 'PT_GNU_EH_FRAME';
+  /** Where the call frame information came from; null when only .gopclntab described the code. */
+  source: '.eh_frame' | '.debug_frame' | 'PT_GNU_EH_FRAME' | null;
   cfi: CfiStats;
+  /** Go functions unwound with .gopclntab's stack deltas; null for other binaries. */
+  go: GoDeltaStats | null;
   stats: UnwindTableStats;
 }
 
 export interface UnwindTableOptions {
   /** Rows per binary; beyond it the binary gets no table (default 4M rows: 32 MiB). */
   maxRows: number;
-  /** Skip .debug_frame (Go binaries keep frame pointers and have .debug_frame only when unstripped:
-   * using it would make stripped and unstripped builds unwind differently). */
-  ehFrameOnly?: boolean;
+  /**
+   * A Go binary: its Go code is unwound with .gopclntab's stack deltas, and .debug_frame is skipped
+   * (only unstripped builds have it: using it would make stripped and unstripped builds unwind
+   * differently).
+   */
+  go?: boolean;
 }
 
 const PT_GNU_EH_FRAME = 0x6474e550;
@@ -41,9 +50,12 @@ const MAX_CFI_BYTES = 256 * 1024 * 1024;
 export function loadUnwindTable(elf: ElfFile, options: UnwindTableOptions): LoadedUnwindTable | UnwindTableFailure {
   let section: CfiSection | null;
   let source: LoadedUnwindTable['source'];
+  const builder = new UnwindTableBuilder(options.maxRows);
+  let go: GoDeltaStats | null = null;
   try {
+    if (options.go) go = goStackDeltas(elf, builder);
     const eh = elf.section('.eh_frame');
-    const debug = options.ehFrameOnly ? null : elf.section('.debug_frame');
+    const debug = options.go ? null : elf.section('.debug_frame');
     if (eh !== null && eh.type !== SHT_NOBITS && eh.size > 0) {
       section = { kind: 'eh_frame', data: elf.sectionData(eh, '.eh_frame'), address: eh.addr };
       source = '.eh_frame';
@@ -57,21 +69,29 @@ export function loadUnwindTable(elf: ElfFile, options: UnwindTableOptions): Load
       source = 'PT_GNU_EH_FRAME';
     }
   } catch (e) {
+    if (e instanceof TableTooLargeError) return 'too-many-rows';
     if (e instanceof ElfFormatError || e instanceof CfiFormatError) return 'malformed-cfi';
     throw e;
   }
-  if (section === null) return 'no-cfi';
-  const builder = new UnwindTableBuilder(options.maxRows);
+  if (section === null && go === null) return 'no-cfi';
   try {
-    const cfi = parseCallFrameInfo(section, builder);
+    const cfi = section === null ? newCfiStats() : parseCallFrameInfo(section, builder);
     const { table, stats } = builder.build();
     if (table.pcs.length === 0) return 'no-cfi';
-    return { table, source, cfi, stats };
+    return { table, source: section === null ? null : source, cfi, go, stats };
   } catch (e) {
     if (e instanceof TableTooLargeError) return 'too-many-rows';
     if (e instanceof CfiFormatError) return 'malformed-cfi';
     throw e;
   }
+}
+
+/** Rows of the Go functions into `builder`, or null when the binary has no .gopclntab. */
+function goStackDeltas(elf: ElfFile, builder: UnwindTableBuilder): GoDeltaStats | null {
+  const pcln = elf.section('.gopclntab');
+  const text = elf.section('.text');
+  if (pcln === null || text === null || pcln.type === SHT_NOBITS) return null;
+  return parseGoStackDeltas(elf.sectionData(pcln, '.gopclntab'), text.addr, builder);
 }
 
 /** .debug_frame bytes, inflated when SHF_COMPRESSED with zlib; null for another compression. */

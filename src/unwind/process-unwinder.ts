@@ -222,7 +222,7 @@ export class ProcessUnwinder {
       key = mod.symbolKey;
       segments = mod.summary.segments;
       build = () => {
-        const r = this.symbolizer.withBinary(mod, (elf) => loadUnwindTable(elf, { maxRows: this.maxRows, ehFrameOnly: mod.summary.isGo }));
+        const r = this.symbolizer.withBinary(mod, (elf) => loadUnwindTable(elf, { maxRows: this.maxRows, go: mod.summary.isGo }));
         return typeof r === 'string' && !isTableFailure(r) ? 'unreadable' : (r as LoadedUnwindTable | UnwindTableFailure);
       };
     } else if (m.kind === 'vdso') {

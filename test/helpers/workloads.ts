@@ -13,13 +13,13 @@ export const buildDir = path.join(workloadsDir, 'build');
  */
 export const FRAME_POINTER_FLAGS = ['-O0', '-g', '-fno-omit-frame-pointer', '-fno-inline'];
 
-/** Compiles test/workloads/<name>.c (once per flag set) and returns the binary's path. */
-export function buildWorkload(name: string, flags: string[] = FRAME_POINTER_FLAGS, variant = 'fp'): string {
+/** Compiles test/workloads/<name>.c (once per flag set) and returns the binary's path; `libs` go after the source. */
+export function buildWorkload(name: string, flags: string[] = FRAME_POINTER_FLAGS, variant = 'fp', libs: string[] = []): string {
   const src = path.join(workloadsDir, `${name}.c`);
   const out = path.join(buildDir, `${name}-${variant}`);
   fs.mkdirSync(buildDir, { recursive: true });
   const fresh = fs.existsSync(out) && fs.statSync(out).mtimeMs >= fs.statSync(src).mtimeMs;
-  if (!fresh) execFileSync('gcc', [...flags, '-o', out, src, '-lpthread'], { stdio: 'inherit' });
+  if (!fresh) execFileSync('gcc', [...flags, '-o', out, src, ...libs, '-lpthread'], { stdio: 'inherit' });
   return out;
 }
 
