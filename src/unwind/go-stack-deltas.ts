@@ -21,13 +21,19 @@ import { CFA, packRule, RBP } from './unwind-rule';
 const OUTERMOST = new Set(['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go']);
 /** _func.pcsp: after entryOff, nameOff, args, deferreturn. */
 const PCSP_FIELD = 16;
-/** A frame deeper than this is not a real one: the table is corrupt. */
-const MAX_FRAME_BYTES = 1 << 20;
+/**
+ * A frame deeper than this is not a real one: the table is corrupt. (runtime.call1073741824 has a
+ * 1 GiB frame; frames beyond what a row can hold, 256 KiB, get the unsupported rule: the walk stops
+ * there, counted.)
+ */
+const MAX_FRAME_BYTES = 2 ** 31;
 
 export interface GoDeltaStats {
   functions: number;
   /** Functions left out: their pcsp table is out of bounds or does not decode. */
   functionsMalformed: number;
+  /** Functions without a pcsp table (linker-made markers). */
+  functionsWithoutDeltas: number;
 }
 
 /** A varint reader over the pctab that stops at `end`; null when the bytes run out. */
@@ -54,7 +60,7 @@ function ruleFor(delta: number): number {
  */
 export function parseGoStackDeltas(buf: Buffer, textStart: number, sink: CfiSink): GoDeltaStats {
   const h = readPclntabHeader(buf);
-  const stats: GoDeltaStats = { functions: 0, functionsMalformed: 0 };
+  const stats: GoDeltaStats = { functions: 0, functionsMalformed: 0, functionsWithoutDeltas: 0 };
   const end = buf.length;
   forEachPclntabFunc(buf, h, (f) => {
     if (f.endOff <= f.entryOff || f.funcAt + PCSP_FIELD + 4 > end) return;
@@ -68,11 +74,17 @@ export function parseGoStackDeltas(buf: Buffer, textStart: number, sink: CfiSink
       return;
     }
     const pcsp = buf.readUInt32LE(f.funcAt + PCSP_FIELD);
+    if (pcsp === 0) {
+      // No table (linker-made markers such as go:textfipsstart): nothing to unwind there.
+      sink.abandon();
+      stats.functionsWithoutDeltas++;
+      return;
+    }
     const at = { pos: h.pctabOffset + pcsp };
     let pc = start;
     let value = -1;
     let first = true;
-    let ok = pcsp !== 0;
+    let ok = true;
     while (ok) {
       const uvdelta = varint(buf, at, end);
       if (uvdelta === null) {
@@ -83,7 +95,8 @@ export function parseGoStackDeltas(buf: Buffer, textStart: number, sink: CfiSink
       // zigzag: the low bit is the sign.
       value += uvdelta % 2 === 1 ? -((uvdelta - 1) / 2) - 1 : uvdelta / 2;
       const pcdelta = varint(buf, at, end);
-      if (pcdelta === null || value < 0 || value > MAX_FRAME_BYTES || value % 8 !== 0) {
+      // -8: assembly that pops its own return address (syscall.rawVforkSyscall) before returning.
+      if (pcdelta === null || value < -8 || value > MAX_FRAME_BYTES || value % 8 !== 0) {
         ok = false;
         break;
       }
