@@ -17,13 +17,13 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeProfile } from '../src/decode';
 import { leafShares, samplesOf } from '../src/profile/analysis';
+import { arg, argString, bpfProgramStats, CLK_TCK, cpuTicks, fmt, median, nsPerRun, watchUntilExit, withBpfStats } from './measure';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 /** The installed entry point, with the V8 settings users get. */
 const BIN = path.join(ROOT, 'bin', 'ebpfprof');
 const FUNCTIONS = Array.from({ length: 10 }, (_, i) => `fn${String(i + 1).padStart(2, '0')}`);
 const EXPECTED = new Map(FUNCTIONS.map((f, i) => [f, (100 * (i + 1)) / 55]));
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const WARMUP_MS = 3000;
 
 type Mode = 'baseline' | 'ebpfprof' | 'perf' | 'bpftrace';
@@ -45,66 +45,6 @@ interface Run {
   /** Self shares of fn01..fn10 in the workload, % of the workload's samples. */
   shares: Map<string, number> | null;
   samples: number;
-}
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function argString(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
-
-function cpuTicks(pid: number): number | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // utime, stime
-  } catch {
-    return null;
-  }
-}
-
-function hwmKiB(pid: number): number | null {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Polls a process until it exits; returns its last CPU ticks and peak RSS. */
-async function watchUntilExit(child: ChildProcess): Promise<{ ticks: number; hwm: number }> {
-  let ticks = 0;
-  let hwm = 0;
-  const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
-  let done = false;
-  void exited.then(() => (done = true));
-  while (!done) {
-    ticks = cpuTicks(child.pid!) ?? ticks;
-    hwm = Math.max(hwm, hwmKiB(child.pid!) ?? 0);
-    await Promise.race([sleep(20), exited]);
-  }
-  return { ticks, hwm };
-}
-
-function bpfProgramStats(name: string): { ns: number; runs: number } | null {
-  const r = spawnSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' });
-  if (r.status !== 0) return null;
-  const progs = JSON.parse(r.stdout) as Array<{ name?: string; run_time_ns?: number; run_cnt?: number }>;
-  let ns = 0;
-  let runs = 0;
-  for (const p of progs) {
-    // bpftrace names a profile:hz:99 program after its frequency.
-    if (p.name === name || (name === 'bpftrace' && p.name === '99')) {
-      ns += p.run_time_ns ?? 0;
-      runs += p.run_cnt ?? 0;
-    }
-  }
-  return runs > 0 ? { ns, runs } : null;
 }
 
 function buildWorkload(dir: string): string {
@@ -154,7 +94,8 @@ async function oneRun(mode: Mode, round: number, bin: string, rounds: number, di
   if (mode === 'bpftrace') profiler = spawn('bpftrace', ['-e', 'profile:hz:99 { @[kstack, ustack] = count(); }'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const watch = profiler ? watchUntilExit(profiler) : null;
   if (profiler) await sleep(WARMUP_MS);
-  const bpfName = mode === 'ebpfprof' ? 'on_sample' : 'bpftrace';
+  // bpftrace names a profile:hz:99 program after its frequency.
+  const bpfName = mode === 'ebpfprof' ? ['on_sample_dwarf', 'on_sample'] : ['99'];
   const bpf0 = profiler && mode !== 'perf' ? bpfProgramStats(bpfName) : null;
   const c0 = profiler ? cpuTicks(profiler.pid!) ?? 0 : 0;
   const t0 = process.hrtime.bigint();
@@ -184,7 +125,7 @@ async function oneRun(mode: Mode, round: number, bin: string, rounds: number, di
     shares = r.shares;
     reportCpuS = r.cpuS;
   }
-  const bpfNsPerRun = bpf0 && bpf1 && bpf1.runs > bpf0.runs ? (bpf1.ns - bpf0.ns) / (bpf1.runs - bpf0.runs) : null;
+  const bpfNsPerRun = nsPerRun(bpf0, bpf1);
   return {
     mode,
     round,
@@ -199,16 +140,6 @@ async function oneRun(mode: Mode, round: number, bin: string, rounds: number, di
   };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function fmt(n: number, digits = 2): string {
-  return n.toFixed(digits);
-}
-
 async function main(): Promise<void> {
   const runs = arg('--runs', 5);
   const seconds = arg('--seconds', 20);
@@ -217,10 +148,8 @@ async function main(): Promise<void> {
   const bin = buildWorkload(dir);
   const calib = await runWorkload(bin, 200);
   const rounds = Math.max(50, Math.round((200 * seconds) / calib.seconds));
-  const statsBefore = fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
-  fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
   const results: Run[] = [];
-  try {
+  await withBpfStats(async () => {
     for (let r = 0; r < runs; r++) {
       // Rotate the order so no mode always runs first or last.
       const order = modes.map((_, i) => modes[(i + r) % modes.length]!);
@@ -230,9 +159,7 @@ async function main(): Promise<void> {
         process.stderr.write(`round ${r} ${mode}: workload ${fmt(run.workloadS, 3)} s, cpu ${fmt(run.steadyCpuPct)}%, rss ${fmt(run.peakRssMiB, 1)} MiB\n`);
       }
     }
-  } finally {
-    fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsBefore);
-  }
+  });
 
   const by = (m: Mode): Run[] => results.filter((x) => x.mode === m);
   const base = median(by('baseline').map((x) => x.workloadS));

@@ -4,7 +4,10 @@
 // unwind tables can recover it. main -> level1 -> level2 -> level3 -> leaf_a | leaf_b, where leaf_a
 // runs three times the loop count of leaf_b: leaf_a ~75% of the samples, leaf_b ~25%.
 // Every level keeps work after its call (no tail calls) and uses stack (so its CFA moves).
-// Usage: deepchain SECONDS
+// Usage: deepchain SECONDS           spin for that long
+//        deepchain - ITERATIONS      print "ready", wait for a line on stdin, run ITERATIONS calls of
+//                                    level1, print the seconds they took (benchmarks: fixed work)
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +60,19 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
+	if (argc > 2 && strcmp(argv[1], "-") == 0) {
+		long iterations = atol(argv[2]);
+		char line[16];
+		printf("ready\n");
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 1;
+		double start = now();
+		for (long i = 0; i < iterations; i++)
+			level1(100000);
+		printf("%.6f\n", now() - start);
+		return 0;
+	}
 	double end = now() + (argc > 1 ? atof(argv[1]) : 5);
 	while (now() < end)
 		level1(100000);
