@@ -145,7 +145,8 @@ t.test('Go, stripped and not: the same function names on top', async (t) => {
       const top = framesOf(profile, mine.find((s) => namesOf(profile, s).at(-1) === 'main.spinGopher')!).at(-1)!;
       t.equal(top.kind, 'go', `${name}: frames of Go code are of kind go`);
       chains[name] = hottestChain(profile, mine, 'runtime.main');
-      t.equal(summary.unsymbolizedSamples, 0, `${name}: every frame named (.symtab or .gopclntab)`);
+      const unnamed = [...new Set(mine.flatMap((s) => framesOf(profile, s)).filter((f) => !f.symbolized).map((f) => f.name))];
+      t.equal(summary.unsymbolizedSamples, 0, `${name}: every frame named (.symtab or .gopclntab) ${unnamed.join(', ')}`);
     } finally {
       w.child.kill('SIGKILL');
       await w.exited;
@@ -179,8 +180,10 @@ async function spawnNode(flags: string[]): Promise<Workload> {
 t.test('Node.js: JavaScript names from the perf map it writes; without one, labelled JIT frames', async (t) => {
   if (!(await requireKernelFeature(t, 'perf_event'))) return;
   // --no-turbo-inlining: each JavaScript function keeps its own frame (else V8 folds the whole
-  // loop into one compiled frame and there is no JavaScript call chain to check).
-  const withMap = await spawnNode(['--perf-basic-prof', '--no-turbo-inlining']);
+  // loop into one compiled frame and there is no JavaScript call chain to check);
+  // --interpreted-frames-native-stack: a function still in the interpreter is named too (else it
+  // is one of V8's shared interpreter trampolines).
+  const withMap = await spawnNode(['--perf-basic-prof', '--interpreted-frames-native-stack', '--no-turbo-inlining']);
   const mapFile = `/tmp/perf-${withMap.pid}.map`;
   try {
     // Let the hot function be compiled (and its map line written) before recording.

@@ -17,8 +17,24 @@ import { forEachPclntabFunc, pclntabFuncName, readPclntabHeader } from '../symbo
 import type { CfiSink } from './eh-frame';
 import { CFA, packRule, RBP } from './unwind-rule';
 
-/** Where stacks begin: runtime.goexit under every goroutine, mstart and rt0_go under threads. */
-const OUTERMOST = new Set(['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go']);
+/**
+ * Where a walk ends: runtime.goexit under every goroutine, mstart and rt0_go under threads, and the
+ * functions that switch to the thread's system stack (mcall, morestack, and the fake frame
+ * systemstack_switch): above them the return address is on another stack, which the runtime's own
+ * traceback finds through its scheduler state, not through the stack pointer. The signal handlers
+ * too: the kernel called them with a return address into runtime.sigreturn__sigaction, and the
+ * interrupted frame is in the signal frame's saved registers, which the walker does not read.
+ */
+const OUTERMOST = new Set([
+  'runtime.goexit',
+  'runtime.mstart',
+  'runtime.rt0_go',
+  'runtime.mcall',
+  'runtime.morestack',
+  'runtime.systemstack_switch',
+  'runtime.sigtramp',
+  'runtime.cgoSigtramp',
+]);
 /** _func.pcsp: after entryOff, nameOff, args, deferreturn. */
 const PCSP_FIELD = 16;
 /**
