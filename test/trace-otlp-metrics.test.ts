@@ -148,3 +148,46 @@ t.test('`ebpfprof sched --otlp-endpoint` sends its windows', async (t) => {
   t.equal(bad.status, 2);
   t.match(bad.stderr, /^ebpfprof: --otlp-endpoint must be an http:\/\/ or https:\/\/ URL/);
 });
+
+t.test('a session turns collectors off and on: the last events reach the next window, counters carry over', async (t) => {
+  if (!(await requireKernelFeature(t, 'btf'))) return;
+  if (!(await requireKernelFeature(t, 'root'))) return;
+  const session = await TracingSession.start({});
+  t.teardown(() => session.stopWindow());
+  t.same(session.enabled, { tcp: false, sched: false }, 'nothing attached');
+  const srv = net.createServer((s) => {
+    s.on('data', () => {});
+    s.on('end', () => s.end());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const port = (srv.address() as net.AddressInfo).port;
+  const connectOnce = (): Promise<void> =>
+    new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => c.end('x'));
+      c.on('data', () => {});
+      c.on('close', () => resolve());
+    });
+  const mine = (rows: { servicePort: number; role: string; connects: number }[]): number => rows.filter((r) => r.servicePort === port && r.role === 'active').reduce((n, r) => n + r.connects, 0);
+
+  await session.enable('tcp', { pid: process.pid });
+  await session.enable('sched', { pid: process.pid });
+  await session.enable('tcp', { pid: process.pid }); // already attached: nothing happens
+  t.same(session.enabled, { tcp: true, sched: true });
+  await connectOnce();
+  await session.disable('tcp'); // delivers what was read before it detached
+  await session.disable('sched');
+  const w = await session.takeWindow();
+  t.equal(mine(w.tcp), 1, 'the connect made before the detach is in the next window');
+  t.equal(session.stats().tcp?.connects, 1, 'the detached tracer\'s counters are kept');
+  await connectOnce();
+  t.equal(mine((await session.takeWindow()).tcp), 0, 'detached: nothing seen');
+  await session.enable('tcp', { pid: process.pid });
+  await connectOnce();
+  await session.disable('tcp');
+  t.equal(mine((await session.takeWindow()).tcp), 1, 'attached again: seen again');
+  const st = session.stats();
+  t.equal(st.tcp?.connects, 2, 'counters add up over attach cycles');
+  t.same(st.attaches, { tcp: 2, sched: 1 });
+  t.ok(session.runTimeNs().tcp >= 0 && session.runTimeNs().sched >= 0, 'run time kept per collector');
+});
