@@ -22,6 +22,15 @@ export function startTicksOf(startNs: number): number {
   return Math.floor(startNs / 1e7);
 }
 
+/**
+ * Whether two start times in ticks name the same start. One tick apart counts as the same: a start
+ * time above 2^53 ns (104 days of uptime) reaches us rounded, which can move it across a tick
+ * boundary, while a pid cannot be reused within 10 ms (the whole pid space turns over first).
+ */
+function sameStart(a: number | null, b: number): boolean {
+  return a !== null && Math.abs(a - b) <= 1;
+}
+
 /** /proc/PID/cmdline (NUL-separated arguments) as one line, cut to `max` characters. */
 export function parseCmdline(buf: Buffer, max = DEFAULT_COMMAND_LINE_MAX): string {
   let end = buf.length;
@@ -100,7 +109,7 @@ export class ProcessResources {
   /** Forgets `pid` only if what is cached describes the process that started at `startNs`. */
   forgetExact(pid: number, startNs: number): void {
     const e = this.entries.get(pid);
-    if (e !== undefined && (e.startTicks === null || e.startTicks === startTicksOf(startNs))) this.entries.delete(pid);
+    if (e !== undefined && (e.startTicks === null || sameStart(e.startTicks, startTicksOf(startNs)))) this.entries.delete(pid);
     this.stats.cached = this.entries.size;
   }
 
@@ -113,13 +122,13 @@ export class ProcessResources {
   getExact(pid: number, startNs: number, comm: string): Attributes {
     const ticks = startTicksOf(startNs);
     const e = this.entries.get(pid);
-    if (e !== undefined && e.startTicks === ticks) {
+    if (e !== undefined && sameStart(e.startTicks, ticks)) {
       this.entries.delete(pid); // most recently used last
       this.entries.set(pid, e);
       return e.attributes;
     }
     const st = readProcStat(pid, this.procRoot);
-    if (st !== null && st.startTicks === ticks) {
+    if (st !== null && sameStart(st.startTicks, ticks)) {
       if (e !== undefined) {
         this.stats.pidReuses++;
         this.entries.delete(pid);
