@@ -6,6 +6,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { agentFlagsLayer } from '../cli/commands/agent';
 import { BudgetController, DEGRADATION_STEPS, levelApplies, MAX_LEVEL, overBudget, UsageMeter } from '../src/agent/budget';
 import {
   configLayerFromObject,
@@ -147,6 +148,15 @@ t.test('bad values are one EBADARG line naming the key', async (t) => {
     }
   }
   t.throws(() => readAgentConfigFile('/nonexistent/agent.yaml'), /cannot read the configuration file \/nonexistent\/agent\.yaml: it does not exist/);
+});
+
+t.test('--trace names the tracers that run; the others are off', async (t) => {
+  t.same(agentFlagsLayer({ trace: 'tcp,sched' }).tracing, { tcp: true, sched: true });
+  t.same(agentFlagsLayer({ trace: 'sched' }).tracing, { tcp: false, sched: true });
+  t.same(agentFlagsLayer({ trace: 'none' }).tracing, { tcp: false, sched: false });
+  t.equal(agentFlagsLayer({}).tracing, undefined, 'without the flag the file decides');
+  t.throws(() => agentFlagsLayer({ trace: 'none,tcp' }), { code: 'EBADARG' });
+  t.throws(() => agentFlagsLayer({ trace: '' }), { code: 'EBADARG' });
 });
 
 t.test('value parsers', async (t) => {
