@@ -6,12 +6,14 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BudgetController, DEGRADATION_STEPS, MAX_LEVEL, overBudget } from '../src/agent/budget';
+import { agentFlagsLayer } from '../cli/commands/agent';
+import { BudgetController, DEGRADATION_STEPS, levelApplies, MAX_LEVEL, overBudget, UsageMeter } from '../src/agent/budget';
 import {
   configLayerFromObject,
   DEFAULT_AGENT_CONFIG,
   describeConfig,
   mergeConfig,
+  metricsUrlOf,
   parseAgentConfigText,
   parseControlListen,
   parseDurationMs,
@@ -58,6 +60,9 @@ resourceAttributes:
   deployment.environment.name: prod
   k8s.cluster.name: eu-1
 commandLineMaxLength: 256
+tracing:
+  tcp: true
+  sched: false
 `;
 
 t.test('every key of a YAML file', async (t) => {
@@ -75,6 +80,10 @@ t.test('every key of a YAML file', async (t) => {
   t.equal(c.hostName, 'node-1.example');
   t.same(c.resourceAttributes, { 'deployment.environment.name': 'prod', 'k8s.cluster.name': 'eu-1' });
   t.equal(c.commandLineMaxLength, 256);
+  t.same(c.tracing, { tcp: true, sched: false });
+  t.equal(metricsUrlOf(c.endpoint), 'https://gateway.observability:4318/v1/metrics', 'tracing metrics next to the profiles');
+  t.equal(metricsUrlOf('http://gw:4318/otlp/v1development/profiles'), 'http://gw:4318/otlp/v1/metrics', 'a full profiles URL: its base');
+  t.same(describeConfig(c).tracing, { tcp: true, sched: false });
   t.same((describeConfig(c).export as { headers: unknown }).headers, { authorization: '(set)' }, 'header values are never shown');
   // JSON is YAML too.
   t.equal(mergeConfig(DEFAULT_AGENT_CONFIG, parseAgentConfigText('{"frequencyHz": 9, "interval": 2}', 'a.json')).intervalMs, 2000, 'a bare number is seconds');
@@ -93,6 +102,10 @@ t.test('defaults, and later layers win key by key', async (t) => {
   t.same(c.budget, { ...DEFAULT_AGENT_CONFIG.budget, cpuPercent: 2, rssMiB: 100 }, 'nested sections merge');
   t.same(c.resourceAttributes, { a: '1', b: '2' });
   t.equal(DEFAULT_AGENT_CONFIG.budget.cpuPercent, 3, 'defaults untouched');
+  t.same(DEFAULT_AGENT_CONFIG.tracing, { tcp: false, sched: false }, 'tracing is opt-in');
+  const traced = mergeConfig(DEFAULT_AGENT_CONFIG, parseAgentConfigText('tracing: {tcp: true, sched: true}\n', 'f'), configLayerFromObject({ tracing: { sched: false } }, 'override'));
+  t.same(traced.tracing, { tcp: true, sched: false }, 'tracing keys merge one by one');
+  t.same(DEFAULT_AGENT_CONFIG.tracing, { tcp: false, sched: false }, 'defaults untouched by a merge');
 });
 
 t.test('bad values are one EBADARG line naming the key', async (t) => {
@@ -115,6 +128,10 @@ t.test('bad values are one EBADARG line naming the key', async (t) => {
     ['filter: {include: ["a=~("]}', /not a valid regular expression/],
     ['filter: {include: [5]}', /must be a string/],
     ['filter: {only: []}', /unknown key "only"/],
+    ['tracing: {udp: true}', /unknown key "udp" \(known: tcp, sched\)/],
+    ['tracing: {tcp: yes}', /tracing\.tcp must be true or false, got "yes"/],
+    ['tracing: {sched: 1}', /tracing\.sched must be true or false, got 1/],
+    ['tracing: true', /tracing must be a mapping/],
     ['- a\n- b', /must be a mapping/],
     ['a: [unclosed', /not valid YAML or JSON/],
     ['a: 1\na: 2', /not valid YAML or JSON/],
@@ -131,6 +148,15 @@ t.test('bad values are one EBADARG line naming the key', async (t) => {
     }
   }
   t.throws(() => readAgentConfigFile('/nonexistent/agent.yaml'), /cannot read the configuration file \/nonexistent\/agent\.yaml: it does not exist/);
+});
+
+t.test('--trace names the tracers that run; the others are off', async (t) => {
+  t.same(agentFlagsLayer({ trace: 'tcp,sched' }).tracing, { tcp: true, sched: true });
+  t.same(agentFlagsLayer({ trace: 'sched' }).tracing, { tcp: false, sched: true });
+  t.same(agentFlagsLayer({ trace: 'none' }).tracing, { tcp: false, sched: false });
+  t.equal(agentFlagsLayer({}).tracing, undefined, 'without the flag the file decides');
+  t.throws(() => agentFlagsLayer({ trace: 'none,tcp' }), { code: 'EBADARG' });
+  t.throws(() => agentFlagsLayer({ trace: '' }), { code: 'EBADARG' });
 });
 
 t.test('value parsers', async (t) => {
@@ -190,21 +216,50 @@ t.test('selectors: =, !=, =~, !~; include any, exclude all', async (t) => {
 t.test('the budget degrades one step per window in the documented order and recovers', async (t) => {
   const budget = { cpuPercent: 3, rssMiB: 200, egressMiBPerMinute: 5, checkIntervalMs: 1000, windowMs: 10_000 };
   t.same(
-    DEGRADATION_STEPS.map((s) => [s.frequencyDivisor, s.symbolizedProcesses, s.intervalMultiplier]),
+    DEGRADATION_STEPS.map((s) => [s.schedOff, s.tcpOff, s.frequencyDivisor, s.symbolizedProcesses, s.intervalMultiplier]),
     [
-      [1, Infinity, 1],
-      [2, Infinity, 1],
-      [4, Infinity, 1],
-      [4, 20, 1],
-      [4, 5, 1],
-      [4, 5, 2],
-      [4, 5, 4],
+      [false, false, 1, Infinity, 1],
+      [true, false, 1, Infinity, 1],
+      [true, true, 1, Infinity, 1],
+      [true, true, 2, Infinity, 1],
+      [true, true, 4, Infinity, 1],
+      [true, true, 4, 20, 1],
+      [true, true, 4, 5, 1],
+      [true, true, 4, 5, 2],
+      [true, true, 4, 5, 4],
     ],
-    'frequency first, then symbolized processes, then the export interval',
+    'tracers first, then frequency, then symbolized processes, then the export interval',
   );
-  const b = new BudgetController(budget, 0);
   const hot = { cpuPercent: 9, rssMiB: 50, egressMiBPerMinute: 1 };
   const calm = { cpuPercent: 0.5, rssMiB: 50, egressMiBPerMinute: 1 };
+  /** Levels visited going up and back down, one decision per window. */
+  const walk = (tracers: { tcp: boolean; sched: boolean }): { up: number[]; down: number[] } => {
+    const b = new BudgetController(budget, 0);
+    b.setTracers(tracers);
+    const up: number[] = [];
+    const down: number[] = [];
+    let now = 10_000;
+    while (b.currentLevel < MAX_LEVEL) {
+      const d = b.decide(hot, now);
+      t.equal(d.change, 'degrade');
+      up.push(d.level);
+      now += 10_000;
+    }
+    while (b.currentLevel > 0) {
+      const d = b.decide(calm, now);
+      t.equal(d.change, 'recover');
+      down.push(d.level);
+      now += 10_000;
+    }
+    return { up, down };
+  };
+  t.same(walk({ tcp: true, sched: true }), { up: [1, 2, 3, 4, 5, 6, 7, 8], down: [7, 6, 5, 4, 3, 2, 1, 0] }, 'both tracers: every level');
+  t.same(walk({ tcp: false, sched: false }), { up: [3, 4, 5, 6, 7, 8], down: [7, 6, 5, 4, 3, 0] }, 'no tracers: the tracer levels give up nothing and are stepped over');
+  t.same(walk({ tcp: true, sched: false }), { up: [2, 3, 4, 5, 6, 7, 8], down: [7, 6, 5, 4, 3, 2, 0] }, 'TCP only: level 1 is stepped over');
+  t.ok(levelApplies(1, { tcp: false, sched: true }) && !levelApplies(2, { tcp: false, sched: true }), 'sched only: level 1 applies, level 2 does not');
+
+  const b = new BudgetController(budget, 0);
+  b.setTracers({ tcp: true, sched: true });
   t.same(b.decide(hot, 5000), { change: 'none', level: 0, over: ['cpu 9.00% > 3%'] }, 'not before one window after the start');
   t.same(b.decide(hot, 10_000), { change: 'degrade', level: 1, over: ['cpu 9.00% > 3%'] });
   t.equal(b.decide(hot, 15_000).change, 'none', 'waits one window after a step');
@@ -218,6 +273,17 @@ t.test('the budget degrades one step per window in the documented order and reco
   t.same(b.decide(calm, (now += 10_000)), { change: 'recover', level: MAX_LEVEL - 1 });
   t.equal(b.decide(calm, now + 1).change, 'none', 'one step per window back too');
   t.same(overBudget({ cpuPercent: 1, rssMiB: 250, egressMiBPerMinute: 6 }, budget), ['rss 250.0 MiB > 200 MiB', 'egress 6.000 MiB/min > 5 MiB/min']);
+});
+
+t.test('usage counts the in-kernel run time of the agent\'s BPF programs', async (t) => {
+  let now = 0;
+  let bpfNs = 0;
+  const meter = new UsageMeter(10_000, () => 0, () => bpfNs, () => now);
+  now = 1000;
+  bpfNs = 20_000_000; // 20 ms of BPF programs in 1 s: 2% of one core
+  const u = meter.measure();
+  t.ok(Math.abs(u.bpfCpuPercent - 2) < 1e-9, `bpf ${u.bpfCpuPercent}%`);
+  t.ok(Math.abs(u.cpuPercent - (u.processCpuPercent + u.bpfCpuPercent)) < 1e-9, 'the budget compares process + BPF');
 });
 
 t.test('self-metrics text round-trips', async (t) => {
@@ -240,6 +306,7 @@ t.test('the agent command refuses bad flags and files in one line, before loadin
     [['agent', '--interval', '10ms'], /--interval must be at least 1s/],
     [['agent', '--endpoint', 'localhost:4318'], /--endpoint must be an http:\/\/ or https:\/\/ URL/],
     [['agent', '--control', '0.0.0.0:1'], /--control must listen on a loopback address/],
+    [['agent', '--trace', 'tcp,udp'], /--trace must be tcp, sched, tcp,sched or none, got "tcp,udp"/],
     [['agent', '--config', path.join(dir, 'bad.yaml')], /bad\.yaml: frequencyHz must be from 1 to 1000/],
     [['agent', '--config', path.join(dir, 'typo.yaml')], /unknown key "intervall"/],
     [['agent', '--config', path.join(dir, 'missing.yaml')], /cannot read the configuration file .*missing\.yaml: it does not exist/],

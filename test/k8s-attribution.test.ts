@@ -199,3 +199,44 @@ t.test('a real process in a real pod cgroup gets its pod, namespace, container a
   t.equal(resources.stats.reads, reads + 1, 'read again after an exec');
   await sleep(0);
 });
+
+t.test('attributes of exactly the process a tracer named (pid and start time), across pid reuse and exec', async (t) => {
+  // A /proc of one pid that two programs hold one after the other.
+  const root = t.testdir({ '100': {} });
+  const dir = path.join(root, '100');
+  const become = (exe: string, startTicks: number): void => {
+    fs.writeFileSync(path.join(dir, 'stat'), `100 (${path.basename(exe)}) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 ${startTicks} 0 0\n`);
+    fs.rmSync(path.join(dir, 'exe'), { force: true });
+    fs.symlinkSync(exe, path.join(dir, 'exe'));
+    fs.writeFileSync(path.join(dir, 'cmdline'), `${exe}\0--flag\0`);
+    fs.writeFileSync(path.join(dir, 'cgroup'), '0::/user.slice\n');
+  };
+  const resources = new ProcessResources({ procRoot: root, hostName: 'node-a', kubernetes: new KubernetesAttribution({ nodeName: 'node-a' }) });
+  become('/usr/bin/old-prog', 500);
+  const oldNs = 500 * 1e7 + 1234; // the BPF start time: ns since boot; /proc has ticks (ns / 1e7)
+  t.equal(resources.getExact(100, oldNs, 'old-prog')['process.executable.path'], '/usr/bin/old-prog', 'read while it lives');
+  become('/usr/bin/new-prog', 900);
+  const newNs = 900 * 1e7;
+  t.equal(resources.getExact(100, oldNs, 'old-prog')['process.executable.path'], '/usr/bin/old-prog', 'a late record of the old process: its own attributes, from the cache');
+  t.equal(resources.getExact(100, newNs, 'new-prog')['process.executable.path'], '/usr/bin/new-prog', 'the new process: read afresh');
+  t.equal(resources.stats.pidReuses, 1);
+  t.same(
+    resources.getExact(100, oldNs, 'old-prog'),
+    { 'host.name': 'node-a', 'k8s.node.name': 'node-a', 'process.executable.name': 'old-prog', 'service.name': 'unknown_service:old-prog' },
+    'the old process once the cache holds the new one: only what the record says, never the new program\'s attributes',
+  );
+  t.equal(resources.get(100)['process.executable.path'], '/usr/bin/new-prog', 'the pid still names the new process');
+  // An exec handled after the new image's attributes were read keeps them; one before drops them.
+  const readAt = Number(process.hrtime.bigint());
+  resources.forgetReadBefore(100, readAt - 1e9);
+  const reads = resources.stats.reads;
+  resources.getExact(100, newNs, 'new-prog');
+  t.equal(resources.stats.reads, reads, 'attributes read after the exec are kept');
+  resources.forgetReadBefore(100, Number(process.hrtime.bigint()) + 1e9);
+  resources.getExact(100, newNs, 'new-prog');
+  t.equal(resources.stats.reads, reads + 1, 'attributes read before the exec are read again');
+  resources.forgetExact(100, oldNs);
+  t.equal(resources.stats.cached, 1, 'forgetting the old process leaves the new one');
+  resources.forgetExact(100, newNs);
+  t.equal(resources.stats.cached, 0);
+});

@@ -85,7 +85,10 @@ t.test('follows children of a target (record -- CMD)', async (t) => {
     const rows = await sampler.drain();
     const s = sampler.stats();
     t.ok(s.forksFollowed >= 1, 'the fork was followed');
-    t.ok(rows.some((r) => r.tgid !== sh.pid && r.samples > 50), 'the child was sampled');
+    // Summed over rows: a row is one stack, and the leaf address differs between samples of the
+    // same loop; how many samples the child gets depends on what else runs on the machine.
+    const childSamples = rows.filter((r) => r.tgid !== sh.pid).reduce((n, r) => n + r.samples, 0);
+    t.ok(childSamples > 0, `the child was sampled (${childSamples} samples)`);
   } finally {
     await sampler.close();
   }

@@ -16,13 +16,16 @@ function cli(args: string[]): { status: number | null; stdout: string; stderr: s
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function cliAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function cliAsync(args: string[], onStderr?: (text: string) => void): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [cliPath, ...args], { env: { PATH: process.env.PATH ?? '' } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      onStderr?.(stderr);
+    });
     child.on('exit', (status) => resolve({ status, stdout, stderr }));
   });
 }
@@ -84,8 +87,14 @@ t.test('tcp --json: one object per event, then one per process and peer', async 
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   t.teardown(() => srv.close());
   const port = (srv.address() as net.AddressInfo).port;
-  const running = cliAsync(['tcp', '-p', String(process.pid), '-d', '3s', '--json']);
-  await new Promise((r) => setTimeout(r, 1500)); // the tracer attaches first
+  // Connect only once --verbose said the hooks are attached (the duration starts then), not after
+  // a guessed delay: a loaded machine may take longer to load the programs.
+  let attached: () => void = () => {};
+  const ready = new Promise<void>((r) => (attached = r));
+  const running = cliAsync(['tcp', '-p', String(process.pid), '-d', '3s', '--json', '-v'], (err) => {
+    if (/tcp: sock:inet_sock_set_state via /.test(err)) attached();
+  });
+  await Promise.race([ready, running]);
   for (let i = 0; i < 3; i++) {
     await new Promise<void>((resolve) => {
       const c = net.connect(port, '127.0.0.1', () => c.end('hello'));

@@ -36,7 +36,9 @@ t.test('the tracker: pid reuse makes a new process; listeners hear exec and exit
   t.equal(tr.identify(100, 5)?.exited, true);
   t.equal(tr.identify(100, 9)?.exited, false, 'and they are not merged');
   t.same(heard, ['exec 100@5 ls', 'exit 100@5']);
-  t.equal(tr.sweep(), 1, 'sweep frees the exited process');
+  t.equal(tr.sweep(), 0, 'the first sweep after the exit keeps it (one window of grace)');
+  t.equal(tr.identify(100, 5)?.exited, true, 'still known by (pid, start)');
+  t.equal(tr.sweep(), 1, 'the next sweep frees the exited process');
   t.equal(tr.identify(100, 5), undefined);
   t.equal(tr.get(100)?.startNs, 9, 'the live one stays');
 });

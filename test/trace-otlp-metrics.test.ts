@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // TCP and run-queue results as OTLP metrics over HTTP/protobuf, received by a real OpenTelemetry
-// Collector (test/helpers/collector.ts builds it) whose file exporter writes what it decoded as
-// OTLP JSON; and the exporter's behaviour against a plain HTTP server (status, content type, errors).
+// Collector (test/helpers/collector.ts builds it; its metrics pipeline's file exporter writes what it
+// decoded as OTLP JSON); and the exporter's behaviour against a plain HTTP server (status, content type, errors).
 import t from 'tap';
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -13,112 +13,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OtlpHttpMetricsExporter, metricsUrl } from '../src/telemetry/otlp-http';
 import { buildResourceMetrics, METRIC } from '../src/telemetry/otlp-metrics';
 import { TracingSession } from '../src/telemetry/tracing-session';
-import { collectorBinary, freePort } from './helpers/collector';
+import { freePort, JsonResourceMetrics, metricAttr, TestCollector } from './helpers/collector';
 import { requireKernelFeature } from './helpers/kernel-feature';
 import { cliPath } from './helpers/paths';
 
-interface JsonKeyValue {
-  key: string;
-  value: { stringValue?: string; intValue?: string; doubleValue?: number };
-}
-interface JsonDataPoint {
-  attributes?: JsonKeyValue[];
-  count?: string;
-  sum?: number;
-  bucketCounts?: string[];
-  explicitBounds?: number[];
-  asInt?: string;
-}
-interface JsonMetric {
-  name: string;
-  unit?: string;
-  histogram?: { dataPoints: JsonDataPoint[]; aggregationTemporality?: string | number };
-  sum?: { dataPoints: JsonDataPoint[]; isMonotonic?: boolean };
-}
-interface JsonResourceMetrics {
-  resource: { attributes?: JsonKeyValue[] };
-  scopeMetrics: Array<{ scope?: { name?: string }; metrics: JsonMetric[] }>;
-}
-
-const attr = (list: JsonKeyValue[] | undefined, key: string): string | undefined => {
-  const v = list?.find((a) => a.key === key)?.value;
-  return v === undefined ? undefined : (v.stringValue ?? v.intValue ?? (v.doubleValue === undefined ? undefined : String(v.doubleValue)));
-};
-
-/** A Collector with a metrics pipeline: OTLP/HTTP in, the file exporter's OTLP JSON out. */
-async function metricsCollector(dir: string): Promise<{ endpoint: string; received: () => JsonResourceMetrics[]; stop: () => Promise<void> }> {
-  const { binary } = await collectorBinary();
-  const port = await freePort();
-  const out = path.join(dir, 'metrics.jsonl');
-  const config = path.join(dir, 'collector.yaml');
-  fs.writeFileSync(
-    config,
-    [
-      'receivers:',
-      '  otlp:',
-      '    protocols:',
-      '      http:',
-      `        endpoint: 127.0.0.1:${port}`,
-      'exporters:',
-      '  file:',
-      `    path: ${out}`,
-      '    format: json',
-      '    flush_interval: 100ms',
-      'service:',
-      '  telemetry:',
-      '    metrics:',
-      '      level: none',
-      '  pipelines:',
-      '    metrics:',
-      '      receivers: [otlp]',
-      '      exporters: [file]',
-      '',
-    ].join('\n'),
-  );
-  const log = fs.openSync(path.join(dir, 'collector.log'), 'a');
-  const child: ChildProcess = spawn(binary, ['--config', config], { stdio: ['ignore', log, log] });
-  fs.closeSync(log);
-  for (let i = 0; ; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (i > 600 || child.exitCode !== null) throw new Error(`the Collector did not start: ${fs.readFileSync(path.join(dir, 'collector.log'), 'utf8').slice(-2000)}`);
-    await sleep(100);
-  }
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    received: () => {
-      const text = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
-      const all: JsonResourceMetrics[] = [];
-      for (const line of text.split('\n')) {
-        if (!line.trim()) continue;
-        try {
-          all.push(...(JSON.parse(line) as { resourceMetrics: JsonResourceMetrics[] }).resourceMetrics);
-        } catch {
-          // a line still being written
-        }
-      }
-      return all;
-    },
-    stop: async () => {
-      const gone = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      await gone;
-    },
-  };
-}
+const attr = metricAttr;
 
 t.test('a window of TCP and run-queue metrics reaches the Collector intact', async (t) => {
   if (!(await requireKernelFeature(t, 'btf'))) return;
   if (!(await requireKernelFeature(t, 'root'))) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpfprof-otlp-metrics-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const collector = await metricsCollector(dir);
+  const collector = await TestCollector.start(dir);
   t.teardown(() => collector.stop());
   const session = await TracingSession.start({ tcp: { pid: process.pid }, sched: {}, resource: { 'host.name': 'test-host', 'service.name': 'ebpfprof-test' } });
   // One connection with known bytes, from and to this process.
@@ -143,7 +49,7 @@ t.test('a window of TCP and run-queue metrics reaches the Collector intact', asy
   let got: JsonResourceMetrics[] = [];
   for (let i = 0; i < 100 && got.length < resources.length; i++) {
     await sleep(100);
-    got = collector.received();
+    got = collector.receivedMetrics();
   }
   t.equal(got.length, resources.length, `every resource arrived (${resources.length})`);
   const host = got.find((r) => attr(r.resource.attributes, 'process.pid') === undefined)!;
@@ -241,4 +147,47 @@ t.test('`ebpfprof sched --otlp-endpoint` sends its windows', async (t) => {
   const bad = spawnSync(process.execPath, [cliPath, 'sched', '--otlp-endpoint', 'ftp://x'], { encoding: 'utf8' });
   t.equal(bad.status, 2);
   t.match(bad.stderr, /^ebpfprof: --otlp-endpoint must be an http:\/\/ or https:\/\/ URL/);
+});
+
+t.test('a session turns collectors off and on: the last events reach the next window, counters carry over', async (t) => {
+  if (!(await requireKernelFeature(t, 'btf'))) return;
+  if (!(await requireKernelFeature(t, 'root'))) return;
+  const session = await TracingSession.start({});
+  t.teardown(() => session.stopWindow());
+  t.same(session.enabled, { tcp: false, sched: false }, 'nothing attached');
+  const srv = net.createServer((s) => {
+    s.on('data', () => {});
+    s.on('end', () => s.end());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const port = (srv.address() as net.AddressInfo).port;
+  const connectOnce = (): Promise<void> =>
+    new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => c.end('x'));
+      c.on('data', () => {});
+      c.on('close', () => resolve());
+    });
+  const mine = (rows: { servicePort: number; role: string; connects: number }[]): number => rows.filter((r) => r.servicePort === port && r.role === 'active').reduce((n, r) => n + r.connects, 0);
+
+  await session.enable('tcp', { pid: process.pid });
+  await session.enable('sched', { pid: process.pid });
+  await session.enable('tcp', { pid: process.pid }); // already attached: nothing happens
+  t.same(session.enabled, { tcp: true, sched: true });
+  await connectOnce();
+  await session.disable('tcp'); // delivers what was read before it detached
+  await session.disable('sched');
+  const w = await session.takeWindow();
+  t.equal(mine(w.tcp), 1, 'the connect made before the detach is in the next window');
+  t.equal(session.stats().tcp?.connects, 1, 'the detached tracer\'s counters are kept');
+  await connectOnce();
+  t.equal(mine((await session.takeWindow()).tcp), 0, 'detached: nothing seen');
+  await session.enable('tcp', { pid: process.pid });
+  await connectOnce();
+  await session.disable('tcp');
+  t.equal(mine((await session.takeWindow()).tcp), 1, 'attached again: seen again');
+  const st = session.stats();
+  t.equal(st.tcp?.connects, 2, 'counters add up over attach cycles');
+  t.same(st.attaches, { tcp: 2, sched: 1 });
+  t.ok(session.runTimeNs().tcp >= 0 && session.runTimeNs().sched >= 0, 'run time kept per collector');
 });

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * ebpfprof agent: continuous whole-node profiling, exported as OTLP Profiles to a collector
- * (src/agent). Runs until SIGTERM or Ctrl-C, then sends the last window; SIGHUP re-reads the
+ * (src/agent), optionally with TCP and run-queue latency tracing as OTLP metrics. Runs until SIGTERM or Ctrl-C, then sends the last window; SIGHUP re-reads the
  * configuration file.
  */
 import { Command } from 'commander';
@@ -19,6 +19,18 @@ interface AgentFlags {
   interval?: string;
   control?: string;
   logRoot?: string;
+  trace?: string;
+}
+
+/** "tcp,sched", "tcp", "none": which tracers run; the ones not named are off. */
+export function parseTraceList(text: string, flag = '--trace'): { tcp: boolean; sched: boolean } {
+  const names = text.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const known = ['tcp', 'sched', 'none'];
+  const bad = names.find((n) => !known.includes(n));
+  if (bad !== undefined || names.length === 0 || (names.includes('none') && names.length > 1)) {
+    throw new EbpfprofError('EBADARG', `${flag} must be tcp, sched, tcp,sched or none, got ${JSON.stringify(text)}`);
+  }
+  return { tcp: names.includes('tcp'), sched: names.includes('sched') };
 }
 
 /** Flags as a configuration layer (they win over the file); every value checked before anything loads. */
@@ -33,6 +45,7 @@ export function agentFlagsLayer(flags: AgentFlags): AgentConfigLayer {
   }
   if (flags.control !== undefined) layer.controlListen = parseControlListen(flags.control, '--control');
   if (flags.logRoot !== undefined) layer.kubernetes = { logRoot: flags.logRoot };
+  if (flags.trace !== undefined) layer.tracing = parseTraceList(flags.trace);
   return layer;
 }
 
@@ -69,6 +82,7 @@ export function registerAgent(program: Command): void {
     .option('-i, --interval <time>', 'export interval, e.g. 10s (default), 1m')
     .option('--control <host:port>', 'loopback address of the health, metrics and control endpoint (default 127.0.0.1:8790), or off')
     .option('--log-root <dir>', "directory with the kubelet's pods/ and containers/ log directories (default /var/log)")
+    .option('--trace <list>', 'also trace and export OTLP metrics to <endpoint>/v1/metrics: tcp, sched, tcp,sched or none (default: the configuration, else none)')
     .action(async (flags: AgentFlags) => {
       process.exitCode = await runAgent(flags);
     });

@@ -8,6 +8,13 @@
  * endpoint); a frequency change closes the current window first, so that every window has one
  * sampling period. The budget controller degrades service in the documented order (budget.ts).
  *
+ * Next to profiling it can run TCP and run-queue latency tracing (tracing.ts), exported every window
+ * as OTLP metrics to <endpoint>/v1/metrics through a second exporter of the same kind. Process
+ * lifecycle (fork, exec, exit) is tracked once, by one ProcessLifecycle (bpf/lifecycle.bpf.c), for
+ * profiling and tracing alike: an exec drops the process's symbols and attributes, an exit frees what
+ * the agent holds about the process one window later (records drained after the exit still find
+ * it), and a reused pid is told apart by its start time.
+ *
  * Every sampler and window operation runs on one serialized task chain, so that each drained row is
  * folded exactly once and into exactly one window. Export never blocks it: the exporter owns the
  * network and its bounded queue.
@@ -16,7 +23,7 @@ import * as os from 'node:os';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { EBPFPROF_SCOPE, encodeOtlpProfilesRequest } from '../encode/otlp-profiles';
-import { ATTR } from '../encode/otlp/semconv';
+import { ATTR, Attributes } from '../encode/otlp/semconv';
 import { EbpfprofError, errorMessage } from '../errors';
 import { KubernetesAttribution } from '../k8s/attribution';
 import { OwnIdentity, readOwnIdentity } from '../k8s/downward-api';
@@ -24,16 +31,20 @@ import { loadAddon } from '../native/addon';
 import { ProfileBuilder } from '../profile/model';
 import { SampleFolder } from '../record/sample-folder';
 import { CpuSampler, DrainedSample, periodNs, SamplerStats } from '../sampler/cpu-sampler';
+import { ProcessInfo, ProcessLifecycle } from '../process/lifecycle';
 import { ResolvedFrame, Symbolizer } from '../symbolize/symbolizer';
 import { explainKernelError } from '../system/privileges';
-import { BudgetController, DEGRADATION_STEPS, MAX_LEVEL, Usage, UsageMeter } from './budget';
-import { AgentConfig, AgentConfigLayer, configLayerFromObject, DEFAULT_AGENT_CONFIG, describeConfig, formatMs, mergeConfig, profilesUrl, readAgentConfigFile } from './config';
+import { countDataPoints, encodeMetricsRequest, TracedProcess } from '../telemetry/otlp-metrics';
+import type { TracingWindow } from '../telemetry/tracing-session';
+import { BudgetController, DEGRADATION_STEPS, describeLevel, MAX_LEVEL, MeasuredUsage, UsageMeter } from './budget';
+import { AgentConfig, AgentConfigLayer, configLayerFromObject, DEFAULT_AGENT_CONFIG, describeConfig, formatMs, mergeConfig, metricsUrlOf, profilesUrl, readAgentConfigFile } from './config';
 import { ConfigFileWatcher } from './config-watcher';
 import { ControlServer } from './control-server';
 import { OtlpHttpExporter } from './exporter';
 import { MetricPoint, renderPrometheus } from './metrics';
 import { ProcessResources } from './process-resources';
 import { processIncluded } from './selectors';
+import { AgentTracing } from './tracing';
 
 const gzipAsync = promisify(gzip);
 
@@ -73,6 +84,10 @@ export interface AgentCounters {
   cpuTimeMismatches: number;
   /** Unexpected errors inside a drain or window task (logged; the agent continues). */
   internalErrors: number;
+  /** Exited processes whose state (symbols, mappings, attributes) was freed. */
+  processesFreed: number;
+  /** Windows of tracing metrics handed to the metrics exporter. */
+  metricsWindows: number;
 }
 
 /** Lost samples as `record` counts them: ring buffer full, records dropped or malformed. */
@@ -109,6 +124,9 @@ interface Effective {
   frequencyHz: number;
   intervalMs: number;
   symbolizedProcesses: number;
+  /** Tracers attached (configured and not given up by the budget). */
+  tcp: boolean;
+  sched: boolean;
 }
 
 export class Agent {
@@ -126,9 +144,16 @@ export class Agent {
   private resources!: ProcessResources;
   private kubernetes!: KubernetesAttribution;
   private exporter!: OtlpHttpExporter;
+  private metricsExporter!: OtlpHttpExporter;
+  private lifecycle!: ProcessLifecycle;
+  private unsubscribeLifecycle: (() => void) | null = null;
+  /** Exits seen in the current window, and in the one before (freed at this window's end). */
+  private exitedThisWindow: ProcessInfo[] = [];
+  private exitedLastWindow: ProcessInfo[] = [];
+  private readonly tracing: AgentTracing;
   private readonly budget: BudgetController;
   private readonly meter: UsageMeter;
-  private lastUsage: Usage = { cpuPercent: 0, rssMiB: 0, egressMiBPerMinute: 0 };
+  private lastUsage: MeasuredUsage = { cpuPercent: 0, processCpuPercent: 0, bpfCpuPercent: 0, rssMiB: 0, egressMiBPerMinute: 0 };
   private overBudgetAtMaxLevel = false;
   private control: ControlServer | null = null;
   private watcher: ConfigFileWatcher | null = null;
@@ -155,6 +180,8 @@ export class Agent {
     recoveries: 0,
     cpuTimeMismatches: 0,
     internalErrors: 0,
+    processesFreed: 0,
+    metricsWindows: 0,
   };
 
   private constructor(options: AgentOptions) {
@@ -167,7 +194,20 @@ export class Agent {
     this.symbolizer = new BudgetedSymbolizer({ maxCachedBytes: Math.min(64, Math.max(8, this.config.budget.rssMiB / 4)) * 1048576 });
     this.folder = new SampleFolder(this.symbolizer);
     this.budget = new BudgetController(this.config.budget, this.startedMs);
-    this.meter = new UsageMeter(this.config.budget.windowMs, () => this.exporter?.stats.bytesSent ?? 0);
+    this.budget.setTracers(this.config.tracing);
+    this.tracing = new AgentTracing({
+      log: (l) => this.log(l),
+      // Attributes are read at a process's first TCP event, while it still exists: a short-lived
+      // client is usually gone by the end of the window.
+      onTcpEvent: (e) => {
+        if (e.pid !== 0) this.resources.getExact(e.pid, e.processStartNs, e.comm);
+      },
+    });
+    this.meter = new UsageMeter(
+      this.config.budget.windowMs,
+      () => (this.exporter?.stats.bytesSent ?? 0) + (this.metricsExporter?.stats.bytesSent ?? 0),
+      () => this.bpfRunTimeNs(),
+    );
     this.effective = this.computeEffective();
     if (options.configFile) this.watcher = new ConfigFileWatcher(options.configFile, () => this.reload('the configuration file changed'));
   }
@@ -191,26 +231,45 @@ export class Agent {
       userAgent: `ebpfprof/${EBPFPROF_SCOPE.version}`,
       log: (l) => this.log(l),
     });
+    this.metricsExporter = new OtlpHttpExporter({
+      ...this.exporterSettings(),
+      url: metricsUrlOf(this.config.endpoint),
+      signal: 'metrics',
+      userAgent: `ebpfprof/${EBPFPROF_SCOPE.version}`,
+      log: (l) => this.log(l),
+    });
     // Parse kallsyms before sampling starts, not in the middle of the first drain.
     this.symbolizer.loadKernelSymbols();
     setTimeout(releaseFreeMemory, 100).unref();
+    // One lifecycle tracker for profiling and tracing: the sampler is opened without its own
+    // exec/fork hooks.
+    try {
+      this.lifecycle = await ProcessLifecycle.open();
+    } catch (e) {
+      throw explainKernelError(e, 'starting process lifecycle tracking');
+    }
+    this.unsubscribeLifecycle = this.lifecycle.tracker.subscribe({
+      onFork: (p) => void this.folder.onProcessEvent({ type: 'fork', tgid: p.pid, ppid: p.ppid, execId: p.execId, comm: p.comm }, () => this.run(() => this.drainTask()), () => this.stopping).catch((err) => this.internalError('a process event', err)),
+      onExec: (p) => {
+        this.resources.forgetReadBefore(p.pid, p.execTimeNs);
+        this.includeCache.delete(p.pid);
+        void this.folder.onProcessEvent({ type: 'exec', tgid: p.pid, execId: p.execId, comm: p.comm }, () => this.run(() => this.drainTask()), () => this.stopping).catch((err) => this.internalError('a process event', err));
+      },
+      onExit: (p) => {
+        this.exitedThisWindow.push(p);
+      },
+    });
     try {
       this.sampler = CpuSampler.open({
         frequencyHz: this.effective.frequencyHz,
         targets: 'all',
         ...(options.objectPath ? { objectPath: options.objectPath } : {}),
-        onProcessEvent: (e) => {
-          if (e.type === 'exec') {
-            this.resources.forget(e.tgid);
-            this.includeCache.delete(e.tgid);
-          }
-          void this.folder.onProcessEvent(e, () => this.run(() => this.drainTask()), () => this.stopping).catch((err) => this.internalError('a process event', err));
-        },
       });
     } catch (e) {
       throw explainKernelError(e, 'starting the CPU sampler', { frequencyHz: this.effective.frequencyHz });
     }
     this.newWindow(Date.now());
+    await this.applyTracing('configuration');
     if (this.config.controlListen) {
       this.control = await ControlServer.start(this.config.controlListen, {
         health: () => this.health(),
@@ -228,6 +287,7 @@ export class Agent {
     this.scheduleBudgetChecks();
     this.log(
       `sampling every CPU at ${this.effective.frequencyHz} Hz, exporting every ${formatMs(this.effective.intervalMs)} to ${profilesUrl(this.config.endpoint)}` +
+        `${this.effective.tcp || this.effective.sched ? `, ${[this.effective.tcp ? 'tcp' : '', this.effective.sched ? 'sched' : ''].filter(Boolean).join(' and ')} metrics to ${metricsUrlOf(this.config.endpoint)}` : ''}` +
         `${this.control ? `; control endpoint on ${this.control.address}` : ''}; host.name ${this.hostName()}${this.identity.nodeName ? `, k8s.node.name ${this.identity.nodeName}` : ''}`,
     );
   }
@@ -273,7 +333,29 @@ export class Agent {
       frequencyHz: Math.max(1, Math.round(this.config.frequencyHz / step.frequencyDivisor)),
       intervalMs: Math.min(3_600_000, this.config.intervalMs * step.intervalMultiplier),
       symbolizedProcesses: step.symbolizedProcesses,
+      tcp: this.config.tracing.tcp && !step.tcpOff,
+      sched: this.config.tracing.sched && !step.schedOff,
     };
+  }
+
+  /** Attaches and detaches tracers to match the configuration and the budget (on the task chain). */
+  private applyTracing(reason: string): Promise<void> {
+    const step = DEGRADATION_STEPS[this.budget.currentLevel]!;
+    const configured = { ...this.config.tracing };
+    return this.run(() => this.tracing.apply(configured, { tcp: step.tcpOff, sched: step.schedOff }, reason));
+  }
+
+  /** Cumulative in-kernel run time of every BPF program of the agent, ns (0 when the kernel does not count it). */
+  private bpfRunTimeNs(): number {
+    let ns = 0;
+    try {
+      ns += this.sampler?.programStats().runTimeNs ?? 0;
+    } catch {
+      // the sampler is closed
+    }
+    ns += this.lifecycle?.runTimeNs() ?? 0;
+    const t = this.tracing.runTimeNs();
+    return ns + t.tcp + t.sched;
   }
 
   /** Re-reads the configuration file (SIGHUP, file change). A bad file keeps the running configuration. */
@@ -329,6 +411,8 @@ export class Agent {
     this.log(`${reason}: ${changes.join(', ')}`);
     if (old.controlListen !== next.controlListen) this.log(`control.listen changes take effect at the next start (still on ${this.control?.address ?? 'off'})`);
     this.exporter.reconfigure(this.exporterSettings());
+    this.metricsExporter.reconfigure({ ...this.exporterSettings(), url: metricsUrlOf(next.endpoint) });
+    this.budget.setTracers(next.tracing);
     if (JSON.stringify(describeConfig(old).filter) !== JSON.stringify(describeConfig(next).filter)) this.includeCache.clear();
     if (old.hostName !== next.hostName || old.commandLineMaxLength !== next.commandLineMaxLength || JSON.stringify(old.resourceAttributes) !== JSON.stringify(next.resourceAttributes) || old.kubernetes.logRoot !== next.kubernetes.logRoot) {
       this.buildResources();
@@ -336,14 +420,15 @@ export class Agent {
     this.budget.setBudget(next.budget);
     this.meter.setWindow(next.budget.windowMs);
     if (old.budget.checkIntervalMs !== next.budget.checkIntervalMs) this.scheduleBudgetChecks();
-    await this.applyEffective();
+    await this.applyEffective(reason);
   }
 
-  /** Applies frequency (closing the window first), interval and symbolization limit. */
-  private async applyEffective(): Promise<void> {
+  /** Applies tracers, frequency (closing the window first), interval and symbolization limit. */
+  private async applyEffective(reason: string): Promise<void> {
     const before = this.effective;
     this.effective = this.computeEffective();
     if (this.stopping) return;
+    await this.applyTracing(reason);
     if (this.effective.intervalMs !== before.intervalMs) this.scheduleWindowEnd();
     if (this.effective.frequencyHz !== this.sampler.frequencyHz) {
       const hz = this.effective.frequencyHz;
@@ -442,13 +527,57 @@ export class Agent {
       encoded = encodeOtlpProfilesRequest(profile, { resourceOf: (pid, comm) => this.resources.get(pid, comm), scope: EBPFPROF_SCOPE });
       this.counters.cpuTimeMismatches += encoded.stats.cpuTimeMismatches;
     } else this.counters.emptyWindows++;
+    // The tracers' window ends here too (at stop: they are detached and their rest taken).
+    const traced = finalRows ? await this.tracing.close() : await this.tracing.takeWindow();
+    const metrics = traced ? this.metricsOf(traced) : null;
     this.updateSymbolizationLimit(w.samplesByPid);
     if (nextFrequencyHz !== undefined && !this.stopping) this.sampler.setFrequency(nextFrequencyHz);
-    if (!finalRows) this.newWindow(now);
+    if (!finalRows) {
+      this.freeExited();
+      this.newWindow(now);
+    }
     if (encoded) {
       const body = await gzipAsync(encoded.bytes);
       this.exporter.enqueue({ body, profiles: encoded.stats.profiles, samples: encoded.stats.samples, windowStartMs: w.startMs });
     }
+    if (metrics) {
+      const body = await gzipAsync(metrics.bytes);
+      this.counters.metricsWindows++;
+      this.metricsExporter.enqueue({ body, profiles: metrics.dataPoints, samples: metrics.resources, windowStartMs: metrics.startMs });
+    }
+  }
+
+  /** A tracing window as an ExportMetricsServiceRequest, with the same resource attributes as the profiles. */
+  private metricsOf(w: TracingWindow): { bytes: Buffer; dataPoints: number; resources: number; startMs: number } | null {
+    const resources = this.tracing.build(w, this.resources.hostAttributes(), (p) => this.tracedResource(p));
+    if (resources.length === 0) return null;
+    return { bytes: encodeMetricsRequest(resources), dataPoints: countDataPoints(resources), resources: resources.length, startMs: w.startMs };
+  }
+
+  /** A traced process's resource attributes (exactly that process, even if its pid was reused since), or null when the filter leaves it out. */
+  private tracedResource(p: TracedProcess): Attributes | null {
+    const attrs: Attributes = { ...this.resources.getExact(p.pid, p.startNs, p.comm), [ATTR.processPid]: p.pid };
+    return processIncluded(this.config.filter, attrs) ? attrs : null;
+  }
+
+  /**
+   * Frees what the agent holds about processes that exited in the window before this one: one
+   * window of grace, in which their last samples and TCP closes (sockets are closed after the exit
+   * event) were still attributed. A pid that already belongs to a newer process keeps its state.
+   */
+  private freeExited(): void {
+    const free = this.exitedLastWindow;
+    this.exitedLastWindow = this.exitedThisWindow;
+    this.exitedThisWindow = [];
+    const tracker = this.lifecycle.tracker;
+    for (const p of free) {
+      this.resources.forgetExact(p.pid, p.startNs);
+      if (tracker.get(p.pid) !== p) continue;
+      this.folder.forgetProcess(p.pid);
+      this.includeCache.delete(p.pid);
+      this.counters.processesFreed++;
+    }
+    tracker.sweep();
   }
 
   /** Under the budget's symbolization limit, the busiest processes of the last window keep their symbols. */
@@ -476,14 +605,14 @@ export class Agent {
     if (d.change === 'degrade') {
       this.counters.degradations++;
       this.overBudgetAtMaxLevel = false;
-      this.log(`over budget (${d.over.join(', ')}): degrading to level ${d.level} of ${MAX_LEVEL}: ${DEGRADATION_STEPS[d.level]!.description}`);
-      await this.applyEffective();
+      this.log(`over budget (${d.over.join(', ')}): degrading to level ${d.level} of ${MAX_LEVEL}: ${describeLevel(d.level, this.config.tracing)}`);
+      await this.applyEffective(`budget level ${d.level}`);
       this.log(`now sampling at ${this.effective.frequencyHz} Hz, exporting every ${formatMs(this.effective.intervalMs)}`);
     } else if (d.change === 'recover') {
       this.counters.recoveries++;
       this.overBudgetAtMaxLevel = false;
-      this.log(`back under budget (cpu ${this.lastUsage.cpuPercent.toFixed(2)}%, rss ${this.lastUsage.rssMiB.toFixed(1)} MiB, egress ${this.lastUsage.egressMiBPerMinute.toFixed(3)} MiB/min): recovering to level ${d.level}: ${DEGRADATION_STEPS[d.level]!.description}`);
-      await this.applyEffective();
+      this.log(`back under budget (cpu ${this.lastUsage.cpuPercent.toFixed(2)}%, rss ${this.lastUsage.rssMiB.toFixed(1)} MiB, egress ${this.lastUsage.egressMiBPerMinute.toFixed(3)} MiB/min): recovering to level ${d.level}: ${describeLevel(d.level, this.config.tracing)}`);
+      await this.applyEffective(`budget level ${d.level}`);
     } else if (d.over.length > 0 && d.level === MAX_LEVEL && !this.overBudgetAtMaxLevel) {
       this.overBudgetAtMaxLevel = true;
       this.log(`still over budget at the last degradation level (${d.over.join(', ')}): nothing more to give up; the budget may be too small for this node`);
@@ -502,12 +631,15 @@ export class Agent {
     const sym = this.symbolizer.stats();
     return {
       uptimeMs: Date.now() - this.startedMs,
-      running: { ...this.effective, degradationLevel: this.budget.currentLevel, degradation: DEGRADATION_STEPS[this.budget.currentLevel]!.description },
+      running: { ...this.effective, degradationLevel: this.budget.currentLevel, degradation: describeLevel(this.budget.currentLevel, this.config.tracing) },
       usage: this.lastUsage,
       counters: this.counters,
       sampler: this.sampler?.stats(),
       lostSamples: this.sampler ? lostSamples(this.sampler.stats()) : 0,
       export: { url: this.exporter.url, ...this.exporter.stats },
+      metricsExport: { url: this.metricsExporter.url, ...this.metricsExporter.stats },
+      tracing: { ...this.tracing.status(), counters: this.tracing.stats() },
+      lifecycle: this.lifecycle ? { ...this.lifecycle.stats(), hooks: this.lifecycle.hooks.map((h) => `${h.hook} via ${h.method ?? 'nothing'}`) } : null,
       symbolizer: { framesResolved: sym.framesResolved, framesUnresolved: sym.framesUnresolved, cacheHits: sym.cacheHits, cacheMisses: sym.cacheMisses, processesTracked: sym.processesTracked },
       processes: this.resources.stats,
       kubernetes: { identity: this.identity, podLogs: this.kubernetes.pods.stats },
@@ -517,6 +649,8 @@ export class Agent {
   private metricPoints(): MetricPoint[] {
     const s = this.sampler.stats();
     const x = this.exporter.stats;
+    const mx = this.metricsExporter.stats;
+    const lc = this.lifecycle ? this.lifecycle.stats() : null;
     const sym = this.symbolizer.stats();
     const resolved = Object.values(sym.framesResolved).reduce((a, b) => a + b, 0);
     const unresolved = Object.values(sym.framesUnresolved).reduce((a, b) => a + b, 0);
@@ -545,7 +679,10 @@ export class Agent {
       p('export_sent_bytes_total', 'counter', 'Bytes sent to the collector (request line, headers, bodies; every attempt)', x.bytesSent),
       p('export_consecutive_failures', 'gauge', 'Failed attempts since the last successful export', x.consecutiveFailures),
       p('cpu_seconds_total', 'counter', 'CPU time of the agent process', (cpu.user + cpu.system) / 1e6),
-      p('cpu_percent', 'gauge', 'CPU of the agent, percent of one core, over the budget window', this.lastUsage.cpuPercent),
+      p('cpu_percent', 'gauge', 'CPU of the agent (process and its BPF programs), percent of one core, over the budget window: what the budget compares', this.lastUsage.cpuPercent),
+      p('process_cpu_percent', 'gauge', 'CPU of the agent process (utime+stime), percent of one core, over the budget window', this.lastUsage.processCpuPercent),
+      p('bpf_cpu_percent', 'gauge', 'In-kernel run time of the agent\'s BPF programs, percent of one core, over the budget window (0 when not counted)', this.lastUsage.bpfCpuPercent),
+      p('bpf_run_time_counted', 'gauge', 'Whether the kernel counts the run time of BPF programs now (1), so that bpf_cpu_percent is measured', this.tracing.runTimeCounted ? 1 : 0),
       p('resident_memory_bytes', 'gauge', 'Resident set size of the agent process', process.memoryUsage.rss()),
       p('egress_bytes_per_minute', 'gauge', 'Egress over the budget window, per minute', this.lastUsage.egressMiBPerMinute * 1048576),
       p('frequency_hz', 'gauge', 'Sampling frequency in use', this.effective.frequencyHz),
@@ -558,6 +695,19 @@ export class Agent {
       p('config_reloads_total', 'counter', 'Configuration reloads by result', this.counters.configReloadFailures, { result: 'failure' }),
       p('windows_total', 'counter', 'Export windows closed', this.counters.windows),
       p('internal_errors_total', 'counter', 'Unexpected errors in drains or windows (logged, the agent continues)', this.counters.internalErrors),
+      p('processes_freed_total', 'counter', 'Exited processes whose symbols, mappings and attributes were freed', this.counters.processesFreed),
+      p('lifecycle_events_total', 'counter', 'Process fork, exec and exit events tracked (once, for profiling and tracing)', lc ? lc.forks + lc.execs + lc.exits : 0),
+      p('lifecycle_events_lost_total', 'counter', 'Process events lost (ring buffer full, records dropped or malformed)', lc ? lc.ringBufferFull + lc.droppedRecords + lc.recordsMalformed : 0),
+      ...this.tracing.metricPoints(p),
+      p('metrics_exports_total', 'counter', 'Tracing metrics export requests by outcome', mx.requestsSucceeded, { result: 'success' }),
+      p('metrics_exports_total', 'counter', 'Tracing metrics export requests by outcome', mx.attemptsFailed, { result: 'failure' }),
+      p('metrics_exports_total', 'counter', 'Tracing metrics export requests by outcome', mx.requestsRejected, { result: 'rejected' }),
+      p('metrics_exports_total', 'counter', 'Tracing metrics export requests by outcome', mx.requestsDropped, { result: 'dropped' }),
+      p('export_data_points_total', 'counter', 'Tracing metric data points by outcome', mx.profilesExported, { result: 'exported' }),
+      p('export_data_points_total', 'counter', 'Tracing metric data points by outcome', mx.profilesRejected, { result: 'rejected' }),
+      p('export_data_points_total', 'counter', 'Tracing metric data points by outcome', mx.profilesDropped, { result: 'dropped' }),
+      p('metrics_export_queue_requests', 'gauge', 'Tracing metrics export requests waiting to be sent', mx.queuedRequests),
+      p('metrics_export_sent_bytes_total', 'counter', 'Bytes of tracing metrics sent to the collector (every attempt)', mx.bytesSent),
     ];
   }
 
@@ -573,15 +723,18 @@ export class Agent {
     for (const t of [this.drainTimer, this.budgetTimer]) if (t) clearInterval(t);
     if (this.windowTimer) clearTimeout(this.windowTimer);
     this.watcher?.close();
+    await this.chain;
     if (this.sampler) {
-      await this.chain;
       const rest = await this.sampler.close();
       if (this.window) await this.endWindowTask(undefined, rest).catch((e) => this.internalError('the last window', e));
-    }
-    if (this.exporter) {
-      await this.exporter.flush(Date.now() + flushMs);
-      this.exporter.close();
-    }
+    } else await this.tracing.close().catch((e) => this.internalError('detaching the tracers', e));
+    this.unsubscribeLifecycle?.();
+    await this.lifecycle?.close();
+    const deadline = Date.now() + flushMs;
+    // Both signals get the same last chance, side by side.
+    await Promise.all([this.exporter?.flush(deadline), this.metricsExporter?.flush(deadline)]);
+    this.exporter?.close();
+    this.metricsExporter?.close();
     await this.control?.close();
     this.symbolizer.close();
   }

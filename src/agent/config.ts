@@ -43,8 +43,19 @@ export interface KubernetesConfig {
   downwardApiDir: string;
 }
 
+/** Tracing collected next to profiling, exported as OTLP metrics (docs/agent.md). */
+export interface TracingConfig {
+  /** TCP connect latency, failed connects, lifetime, bytes, RTT, retransmits and resets (bpf/tcp.bpf.c). */
+  tcp: boolean;
+  /** Run-queue latency per CPU and per process (bpf/runqlat.bpf.c). */
+  sched: boolean;
+}
+
 export interface AgentConfig {
-  /** Base URL of the collector's OTLP/HTTP receiver; profiles go to <endpoint>/v1development/profiles. */
+  /**
+   * Base URL of the collector's OTLP/HTTP receiver; profiles go to <endpoint>/v1development/profiles,
+   * tracing metrics to <endpoint>/v1/metrics.
+   */
   endpoint: string;
   frequencyHz: number;
   intervalMs: number;
@@ -59,6 +70,7 @@ export interface AgentConfig {
   /** Written on every process (e.g. deployment.environment.name). */
   resourceAttributes: Record<string, string>;
   commandLineMaxLength: number;
+  tracing: TracingConfig;
 }
 
 /** One source's settings: any subset of the keys. */
@@ -74,6 +86,7 @@ export interface AgentConfigLayer {
   hostName?: string | null;
   resourceAttributes?: Record<string, string>;
   commandLineMaxLength?: number;
+  tracing?: Partial<TracingConfig>;
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -88,9 +101,11 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   hostName: null,
   resourceAttributes: {},
   commandLineMaxLength: 1024,
+  tracing: { tcp: false, sched: false },
 };
 
 export const PROFILES_PATH = '/v1development/profiles';
+export const METRICS_PATH = '/v1/metrics';
 const MIN_INTERVAL_MS = 1000;
 const MAX_INTERVAL_MS = 3_600_000;
 
@@ -127,6 +142,12 @@ function number(value: unknown, key: string, min: number, max: number, integer =
   }
   if (n < min || n > max) throw new EbpfprofError('EBADARG', `${key} must be from ${min} to ${max}, got ${n}`);
   return n;
+}
+
+/** true/false only: "yes", 1 or "on" are refused, so that a typo cannot turn a tracer on or off. */
+function boolean(value: unknown, key: string): boolean {
+  if (typeof value !== 'boolean') throw new EbpfprofError('EBADARG', `${key} must be true or false, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function string(value: unknown, key: string): string {
@@ -175,6 +196,15 @@ export function profilesUrl(endpoint: string): string {
   return endpoint.endsWith(PROFILES_PATH) ? endpoint : `${endpoint}${PROFILES_PATH}`;
 }
 
+/**
+ * The URL tracing metrics are POSTed to: <base>/v1/metrics, where the base is the endpoint without
+ * a profiles path it may end in (the same receiver takes both signals).
+ */
+export function metricsUrlOf(endpoint: string): string {
+  const base = endpoint.endsWith(PROFILES_PATH) ? endpoint.slice(0, -PROFILES_PATH.length) : endpoint;
+  return `${base}${METRICS_PATH}`;
+}
+
 const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '::1', '[::1]'];
 
 /** "127.0.0.1:8790" (or localhost/[::1], port 0 = any free port); "off"/null turns it off. */
@@ -197,7 +227,7 @@ function selectors(value: unknown, key: string): Selector[] {
 
 // ------------------------------------------------------------------------------------ layers
 
-const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength'] as const;
+const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength', 'tracing'] as const;
 
 /** A configuration layer from a parsed YAML/JSON document (or a control request body). */
 export function configLayerFromObject(doc: unknown, where: string): AgentConfigLayer {
@@ -250,6 +280,13 @@ export function configLayerFromObject(doc: unknown, where: string): AgentConfigL
   if (o.hostName !== undefined) layer.hostName = o.hostName === null ? null : string(o.hostName, k('hostName'));
   if (o.resourceAttributes !== undefined) layer.resourceAttributes = stringMap(o.resourceAttributes, k('resourceAttributes'));
   if (o.commandLineMaxLength !== undefined) layer.commandLineMaxLength = number(o.commandLineMaxLength, k('commandLineMaxLength'), 0, 65536, true);
+  if (o.tracing !== undefined) {
+    const tr = object(o.tracing, k('tracing'));
+    onlyKnown(tr, ['tcp', 'sched'], k('tracing'));
+    layer.tracing = {};
+    if (tr.tcp !== undefined) layer.tracing.tcp = boolean(tr.tcp, k('tracing.tcp'));
+    if (tr.sched !== undefined) layer.tracing.sched = boolean(tr.sched, k('tracing.sched'));
+  }
   return layer;
 }
 
@@ -289,6 +326,7 @@ export function mergeConfig(base: AgentConfig, ...layers: AgentConfigLayer[]): A
     export: { ...base.export, headers: { ...base.export.headers } },
     kubernetes: { ...base.kubernetes },
     resourceAttributes: { ...base.resourceAttributes },
+    tracing: { ...base.tracing },
   };
   for (const l of layers) {
     if (l.endpoint !== undefined) c.endpoint = l.endpoint;
@@ -302,6 +340,7 @@ export function mergeConfig(base: AgentConfig, ...layers: AgentConfigLayer[]): A
     if (l.hostName !== undefined) c.hostName = l.hostName;
     if (l.resourceAttributes !== undefined) c.resourceAttributes = { ...c.resourceAttributes, ...l.resourceAttributes };
     if (l.commandLineMaxLength !== undefined) c.commandLineMaxLength = l.commandLineMaxLength;
+    if (l.tracing) Object.assign(c.tracing, definedOnly(l.tracing));
   }
   if (c.export.retryMaxMs < c.export.retryInitialMs) c.export.retryMaxMs = c.export.retryInitialMs;
   return c;
@@ -338,5 +377,6 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     hostName: c.hostName,
     resourceAttributes: c.resourceAttributes,
     commandLineMaxLength: c.commandLineMaxLength,
+    tracing: { ...c.tracing },
   };
 }

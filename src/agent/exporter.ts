@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
- * Sends export requests (gzip'ed OTLP Profiles) to the collector over HTTP/protobuf, one at a time,
+ * Sends export requests (gzip'ed OTLP Profiles, or OTLP metrics: one instance per signal) to the
+ * collector over HTTP/protobuf, one at a time,
  * from a bounded queue: the agent hands a finished window over with enqueue() and never waits for
  * the network. A dead or slow collector means retries with exponential backoff (with jitter, and
  * Retry-After when the collector sends one); when the queue is full the oldest request is dropped,
@@ -12,17 +13,44 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { decodeOtlpExportResponse } from '../encode/otlp-profiles';
 import { errorMessage } from '../errors';
+import { decodeMetricsExportResponse } from '../telemetry/otlp-http';
 
 export interface ExportItem {
-  /** gzip'ed ExportProfilesServiceRequest. */
+  /** gzip'ed ExportProfilesServiceRequest (ExportMetricsServiceRequest for the metrics signal). */
   body: Buffer;
+  /** Profiles in the request; for the metrics signal, data points (what a partial success rejects). */
   profiles: number;
+  /** Samples in the request; for the metrics signal, resources. */
   samples: number;
   /** Start of the window it holds, ms since the epoch (for log lines). */
   windowStartMs: number;
 }
 
+/** Which OTLP signal an exporter sends: decides how responses are read and how log lines count. */
+export type ExportSignal = 'profiles' | 'metrics';
+
+const UNITS: Record<ExportSignal, { items: string; records: string; response: (body: Buffer) => { rejected: number; message: string } }> = {
+  profiles: {
+    items: 'profiles',
+    records: 'samples',
+    response: (body) => {
+      const r = decodeOtlpExportResponse(body);
+      return { rejected: r.rejectedProfiles, message: r.errorMessage };
+    },
+  },
+  metrics: {
+    items: 'data points',
+    records: 'resources',
+    response: (body) => {
+      const r = decodeMetricsExportResponse(body);
+      return { rejected: r.rejectedDataPoints, message: r.message };
+    },
+  },
+};
+
 export interface ExporterOptions {
+  /** Default 'profiles'. */
+  signal?: ExportSignal;
   url: string;
   headers: Record<string, string>;
   timeoutMs: number;
@@ -98,7 +126,7 @@ export class OtlpHttpExporter {
   }
 
   /** New settings apply to the next attempt; pending requests go to the new URL. */
-  reconfigure(options: Partial<Omit<ExporterOptions, 'log' | 'random' | 'userAgent'>>): void {
+  reconfigure(options: Partial<Omit<ExporterOptions, 'log' | 'random' | 'userAgent' | 'signal'>>): void {
     const urlChanged = options.url !== undefined && options.url !== this.options.url;
     this.options = { ...this.options, ...options };
     if (urlChanged) {
@@ -117,6 +145,15 @@ export class OtlpHttpExporter {
 
   get url(): string {
     return this.options.url;
+  }
+
+  private get units(): (typeof UNITS)[ExportSignal] {
+    return UNITS[this.options.signal ?? 'profiles'];
+  }
+
+  /** "3 profiles, 120 samples" for log lines. */
+  private count(item: ExportItem): string {
+    return `${item.profiles} ${this.units.items}, ${item.samples} ${this.units.records}`;
   }
 
   enqueue(item: ExportItem): void {
@@ -138,7 +175,7 @@ export class OtlpHttpExporter {
       this.stats.samplesDropped += dropped!.samples;
       this.options.log(
         `export buffer full (${this.queue.length} requests, ${(this.queuedBytes / 1048576).toFixed(1)} MiB pending while ${this.options.url} ${this.stats.lastError ? `fails: ${this.stats.lastError}` : 'is slow'}): ` +
-          `dropped the oldest window (${new Date(dropped!.windowStartMs).toISOString()}, ${dropped!.profiles} profiles, ${dropped!.samples} samples); ${this.stats.requestsDropped} dropped so far`,
+          `dropped the oldest window (${new Date(dropped!.windowStartMs).toISOString()}, ${this.count(dropped!)}); ${this.stats.requestsDropped} dropped so far`,
       );
     }
     this.syncQueueStats();
@@ -182,14 +219,14 @@ export class OtlpHttpExporter {
       this.stats.samplesExported += item.samples;
       if (r.rejectedProfiles > 0 || r.message) {
         this.stats.profilesRejected += r.rejectedProfiles;
-        this.options.log(`the collector at ${this.options.url} accepted the request partially: ${r.rejectedProfiles} profiles rejected${r.message ? `: ${r.message}` : ''}`);
+        this.options.log(`the collector at ${this.options.url} accepted the request partially: ${r.rejectedProfiles} ${this.units.items} rejected${r.message ? `: ${r.message}` : ''}`);
       }
     } else if (r.kind === 'reject') {
       done();
       this.stats.requestsRejected++;
       this.stats.profilesRejected += item.profiles;
       this.stats.lastError = r.reason;
-      this.options.log(`the collector at ${this.options.url} refused an export request (${r.reason}); dropped it (${item.profiles} profiles, ${item.samples} samples): sending it again would fail the same way`);
+      this.options.log(`the collector at ${this.options.url} refused an export request (${r.reason}); dropped it (${this.count(item)}): sending it again would fail the same way`);
     } else {
       this.stats.attemptsFailed++;
       this.stats.consecutiveFailures++;
@@ -253,9 +290,9 @@ export class OtlpHttpExporter {
             let message = '';
             if (/protobuf/.test(String(res.headers['content-type'] ?? ''))) {
               try {
-                ({ rejectedProfiles, errorMessage: message } = decodeOtlpExportResponse(body));
+                ({ rejected: rejectedProfiles, message } = this.units.response(body));
               } catch {
-                message = 'the response body did not decode as ExportProfilesServiceResponse';
+                message = `the response body did not decode as an OTLP ${this.options.signal ?? 'profiles'} export response`;
               }
             }
             finish({ kind: 'ok', rejectedProfiles, message });

@@ -14,6 +14,23 @@ import { readProcStat } from '../process/proc';
 
 export const DEFAULT_COMMAND_LINE_MAX = 1024;
 
+/**
+ * /proc/PID/stat's start time (clock ticks, USER_HZ = 100) of a process whose start a BPF program
+ * read (task->group_leader->start_boottime, ns since boot): the kernel divides by 1e7 the same way.
+ */
+export function startTicksOf(startNs: number): number {
+  return Math.floor(startNs / 1e7);
+}
+
+/**
+ * Whether two start times in ticks name the same start. One tick apart counts as the same: a start
+ * time above 2^53 ns (104 days of uptime) reaches us rounded, which can move it across a tick
+ * boundary, while a pid cannot be reused within 10 ms (the whole pid space turns over first).
+ */
+function sameStart(a: number | null, b: number): boolean {
+  return a !== null && Math.abs(a - b) <= 1;
+}
+
 /** /proc/PID/cmdline (NUL-separated arguments) as one line, cut to `max` characters. */
 export function parseCmdline(buf: Buffer, max = DEFAULT_COMMAND_LINE_MAX): string {
   let end = buf.length;
@@ -54,6 +71,8 @@ interface Entry {
   startTicks: number | null;
   checked: number;
   attributes: Attributes;
+  /** When /proc was read, CLOCK_MONOTONIC ns (process.hrtime.bigint()). */
+  readAtNs: bigint;
 }
 
 export class ProcessResources {
@@ -75,6 +94,67 @@ export class ProcessResources {
 
   forget(pid: number): void {
     this.entries.delete(pid);
+  }
+
+  /**
+   * The process exec'd at `execTimeNs` (CLOCK_MONOTONIC, as bpf_ktime_get_ns): forgets what was read
+   * before. The exec event may be handled after a read of the new image's attributes (it comes
+   * through another ring buffer than the record that caused the read), which must be kept.
+   */
+  forgetReadBefore(pid: number, execTimeNs: number): void {
+    const e = this.entries.get(pid);
+    if (e !== undefined && (execTimeNs <= 0 || e.readAtNs < BigInt(Math.floor(execTimeNs)))) this.entries.delete(pid);
+  }
+
+  /** Forgets `pid` only if what is cached describes the process that started at `startNs`. */
+  forgetExact(pid: number, startNs: number): void {
+    const e = this.entries.get(pid);
+    if (e !== undefined && (e.startTicks === null || sameStart(e.startTicks, startTicksOf(startNs)))) this.entries.delete(pid);
+    this.stats.cached = this.entries.size;
+  }
+
+  /**
+   * Attributes of exactly the process (pid, start time) a tracer named. Its record may be read after
+   * the process exited and its pid went to another program: then neither the cache nor /proc
+   * describes it, and only what the record says is used (the comm as executable name), never the
+   * other program's attributes.
+   */
+  getExact(pid: number, startNs: number, comm: string): Attributes {
+    const ticks = startTicksOf(startNs);
+    const e = this.entries.get(pid);
+    if (e !== undefined && sameStart(e.startTicks, ticks)) {
+      this.entries.delete(pid); // most recently used last
+      this.entries.set(pid, e);
+      return e.attributes;
+    }
+    const st = readProcStat(pid, this.procRoot);
+    if (st !== null && sameStart(st.startTicks, ticks)) {
+      if (e !== undefined) {
+        this.stats.pidReuses++;
+        this.entries.delete(pid);
+      }
+      return this.get(pid, comm);
+    }
+    this.stats.gone++;
+    return this.fromComm(comm);
+  }
+
+  /** Attributes of the node itself (host.name, k8s.node.name where known, configured extras): per-CPU metrics. */
+  hostAttributes(): Attributes {
+    const a: Attributes = { [ATTR.hostName]: this.options.hostName };
+    if (this.options.kubernetes) Object.assign(a, this.options.kubernetes.attributes(''));
+    Object.assign(a, this.options.extra ?? {});
+    return a;
+  }
+
+  /** What is known of a process that is gone: its name, and the attributes every process gets. */
+  private fromComm(comm: string): Attributes {
+    const a: Attributes = { [ATTR.hostName]: this.options.hostName };
+    if (this.options.kubernetes) Object.assign(a, this.options.kubernetes.attributes(''));
+    if (comm) a[ATTR.processExecutableName] = comm;
+    a[ATTR.serviceName] = `unknown_service:${comm || 'unknown'}`;
+    Object.assign(a, this.options.extra ?? {});
+    return a;
   }
 
   /** Attributes of `pid`; `comm` names it when /proc no longer has it (or for kernel threads). */
@@ -102,6 +182,7 @@ export class ProcessResources {
 
   private read(pid: number, comm: string): Entry {
     this.stats.reads++;
+    const readAtNs = process.hrtime.bigint();
     const dir = `${this.procRoot}/${pid}`;
     const st = readProcStat(pid, this.procRoot);
     if (st === null) this.stats.gone++;
@@ -133,7 +214,7 @@ export class ProcessResources {
     const container = a[ATTR.k8sContainerName];
     a[ATTR.serviceName] = typeof container === 'string' ? container : `unknown_service:${exeName || 'unknown'}`;
     Object.assign(a, this.options.extra ?? {});
-    return { startTicks: st?.startTicks ?? null, checked: this.generation, attributes: a };
+    return { startTicks: st?.startTicks ?? null, checked: this.generation, attributes: a, readAtNs };
   }
 }
 

@@ -12,7 +12,7 @@
 import { bpfObjectPath, NativeRingBuffer } from '../native/addon';
 import { splitRingBufferBatch, sumPerCpu, u32Key } from '../sampler/records';
 import { AttachMethod } from '../system/kernel-features';
-import { AttachedTracer, HookStatus, loadTracer, probeAttachAvailability } from '../trace/attach';
+import { AttachedTracer, HookStatus, loadTracer, probeAttachAvailability, programsRunTimeNs } from '../trace/attach';
 import { decodeLifecycleEvent, LIFECYCLE_STATS, LifecycleEvent, LifecycleStats } from './lifecycle-records';
 
 export type { LifecycleEvent } from './lifecycle-records';
@@ -28,6 +28,8 @@ export interface ProcessInfo {
   execId: number;
   /** Execs seen while tracked. */
   execs: number;
+  /** When the last exec happened, CLOCK_MONOTONIC ns (process.hrtime's clock); 0 if none was seen. */
+  execTimeNs: number;
   exited: boolean;
   /** Wait status at exit. */
   exitStatus: number;
@@ -54,7 +56,10 @@ export class ProcessTracker {
   /** pid -> key of the newest process with that pid. */
   private readonly byPid = new Map<number, string>();
   private readonly listeners = new Set<LifecycleListener>();
+  /** Exited since the last sweep. */
   private exitedPending: string[] = [];
+  /** Exited before the last sweep: freed at the next one. */
+  private exitedGrace: string[] = [];
   pidReuses = 0;
   events = 0;
 
@@ -85,7 +90,7 @@ export class ProcessTracker {
     const previous = this.byPid.get(e.pid);
     if (p === undefined) {
       if (previous !== undefined && previous !== key) this.pidReuses++;
-      p = { pid: e.pid, startNs: e.startNs, ppid: e.ppid, comm: e.comm, execId: e.execId, execs: 0, exited: false, exitStatus: 0 };
+      p = { pid: e.pid, startNs: e.startNs, ppid: e.ppid, comm: e.comm, execId: e.execId, execs: 0, execTimeNs: 0, exited: false, exitStatus: 0 };
       this.byKey.set(key, p);
       this.bound();
     }
@@ -100,6 +105,7 @@ export class ProcessTracker {
       case 'exec':
         p.execId = e.execId;
         p.execs++;
+        p.execTimeNs = e.timeNs;
         for (const l of this.listeners) l.onExec?.(p);
         break;
       case 'exit':
@@ -111,9 +117,13 @@ export class ProcessTracker {
     }
   }
 
-  /** Forgets processes that had exited before the previous sweep (one window of grace). */
+  /**
+   * Forgets processes that had exited before the previous sweep: one window of grace, in which
+   * records drained after the exit (samples, TCP closes at exit) still find their process.
+   */
   sweep(): number {
-    const keys = this.exitedPending;
+    const keys = this.exitedGrace;
+    this.exitedGrace = this.exitedPending;
     this.exitedPending = [];
     let n = 0;
     for (const k of keys) {
@@ -156,6 +166,7 @@ export class ProcessLifecycle {
   readonly tracker = new ProcessTracker();
   private recordsMalformed = 0;
   private closed = false;
+  private finalRunTimeNs = 0;
   private finalStats: ProcessLifecycleStats | null = null;
 
   private constructor(
@@ -204,6 +215,12 @@ export class ProcessLifecycle {
     }
   }
 
+  /** In-kernel run time of the programs, ns (0 unless run-time statistics are on); kept after close(). */
+  runTimeNs(): number {
+    if (this.closed) return this.finalRunTimeNs;
+    return programsRunTimeNs(this.attached);
+  }
+
   stats(): ProcessLifecycleStats {
     if (this.finalStats) return { ...this.finalStats, recordsMalformed: this.recordsMalformed, tracked: this.tracker.size, pidReuses: this.tracker.pidReuses };
     const out = { recordsMalformed: this.recordsMalformed, droppedRecords: this.ring?.stats().droppedRecords ?? 0, tracked: this.tracker.size, pidReuses: this.tracker.pidReuses } as ProcessLifecycleStats;
@@ -219,6 +236,7 @@ export class ProcessLifecycle {
     for (const l of this.attached.links) l.close();
     await this.ring?.close();
     this.finalStats = this.stats();
+    this.finalRunTimeNs = this.runTimeNs();
     this.closed = true;
     this.attached.obj.close();
   }

@@ -27,6 +27,12 @@ export class ProcessImages {
     bounded(this.forks, pid, { ppid, execId });
   }
 
+  /** The process exited: a later process with its pid starts with nothing remembered. */
+  forget(pid: number): void {
+    this.current.delete(pid);
+    this.forks.delete(pid);
+  }
+
   /**
    * The pid whose mappings describe `pid`'s image `execId`: itself unless it exec'd since, its parent
    * (or an ancestor) for the time between fork and exec, or null for an image never snapshotted.

@@ -90,6 +90,17 @@ export class SampleFolder {
     setTimeout(() => !stopped() && this.reobserve(pid), 50).unref();
   }
 
+  /**
+   * The process exited and its samples were folded: drop what the folder and the symbolizer hold
+   * about it, so that a process that reuses the pid is observed afresh.
+   */
+  forgetProcess(pid: number): void {
+    this.processes.delete(pid);
+    this.images.forget(pid);
+    this.symbolizer.forgetProcess(pid);
+    this.unwinder?.unregister(pid);
+  }
+
   add(rows: DrainedSample[]): void {
     const builder = this.builder;
     if (!builder) throw new Error('SampleFolder.add before startProfile');

@@ -38,6 +38,13 @@ export interface OtlpMetricsExporterOptions {
   timeoutMs?: number;
 }
 
+/** An ExportMetricsServiceResponse body: data points the receiver rejected (partial success), and its message. */
+export function decodeMetricsExportResponse(body: Uint8Array): { rejectedDataPoints: number; message: string } {
+  if (body.length === 0) return { rejectedDataPoints: 0, message: '' };
+  const r = ProtobufMetricsSerializer.deserializeResponse(body);
+  return { rejectedDataPoints: Number(r.partialSuccess?.rejectedDataPoints ?? 0), message: r.partialSuccess?.errorMessage ?? '' };
+}
+
 export class OtlpHttpMetricsExporter {
   readonly url: URL;
   exports = 0;
@@ -77,9 +84,7 @@ export class OtlpHttpMetricsExporter {
     let message = '';
     if (payload.length > 0 && (res.headers.get('content-type') ?? '').includes('protobuf')) {
       try {
-        const r = ProtobufMetricsSerializer.deserializeResponse(payload);
-        rejected = Number(r.partialSuccess?.rejectedDataPoints ?? 0);
-        message = r.partialSuccess?.errorMessage ?? '';
+        ({ rejectedDataPoints: rejected, message } = decodeMetricsExportResponse(payload));
       } catch {
         // a body we cannot read is not a failure of the export itself
       }

@@ -102,11 +102,25 @@ function tcpAttributes(r: TcpRow): Attributes {
   return a;
 }
 
+/** A process as the tracers name it: pid and start time (ns since boot), and its comm. */
+export interface TracedProcess {
+  pid: number;
+  startNs: number;
+  comm: string;
+}
+
+/**
+ * Resource attributes of a traced process, or null to leave its metrics out (the agent's process
+ * filter). Without one, a process's resource is the base attributes plus process.pid and
+ * process.executable.name (the comm).
+ */
+export type ProcessResourceOf = (p: TracedProcess) => Attributes | null;
+
 /**
  * The window as ResourceMetrics: the host's first (per-CPU latency), then one per process. Empty
  * resources are left out.
  */
-export function buildResourceMetrics(w: MetricsWindow, base: Attributes = { 'host.name': os.hostname() }): ResourceMetrics[] {
+export function buildResourceMetrics(w: MetricsWindow, base: Attributes = { 'host.name': os.hostname() }, processResource?: ProcessResourceOf): ResourceMetrics[] {
   const scope = { name: 'ebpfprof', version: ebpfprofVersion() };
   const out: ResourceMetrics[] = [];
   if (w.cpus && w.cpus.length > 0) {
@@ -129,6 +143,7 @@ export function buildResourceMetrics(w: MetricsWindow, base: Attributes = { 'hos
 
   interface Proc {
     pid: number;
+    startNs: number;
     comm: string;
     metrics: MetricData[];
   }
@@ -137,7 +152,7 @@ export function buildResourceMetrics(w: MetricsWindow, base: Attributes = { 'hos
     const k = processKeyOf(pid, startNs);
     let p = procs.get(k);
     if (!p) {
-      p = { pid, comm, metrics: [] };
+      p = { pid, startNs, comm, metrics: [] };
       procs.set(k, p);
     }
     return p;
@@ -190,10 +205,21 @@ export function buildResourceMetrics(w: MetricsWindow, base: Attributes = { 'hos
   for (const p of procs.values()) {
     if (p.metrics.length === 0) continue;
     // pid 0: accepted connections reset before their process touched them; no process resource.
-    const attrs: Attributes = p.pid === 0 ? { ...base } : { ...base, 'process.pid': p.pid, 'process.executable.name': p.comm };
+    let attrs: Attributes | null;
+    if (p.pid === 0) attrs = { ...base };
+    else if (processResource) attrs = processResource({ pid: p.pid, startNs: p.startNs, comm: p.comm });
+    else attrs = { ...base, 'process.pid': p.pid, 'process.executable.name': p.comm };
+    if (attrs === null) continue;
     out.push({ resource: resourceFromAttributes(attrs), scopeMetrics: [{ scope, metrics: p.metrics }] });
   }
   return out;
+}
+
+/** Data points in resources (what an OTLP partial success counts as rejected). */
+export function countDataPoints(resources: readonly ResourceMetrics[]): number {
+  let n = 0;
+  for (const r of resources) for (const s of r.scopeMetrics) for (const m of s.metrics) n += m.dataPoints.length;
+  return n;
 }
 
 /**

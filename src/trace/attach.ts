@@ -41,6 +41,24 @@ export interface AttachedTracer {
   obj: NativeBpfObject;
   links: NativeLink[];
   hooks: HookStatus[];
+  /** Programs loaded (the chosen one per hook, and alwaysLoad). */
+  programs: string[];
+}
+
+/**
+ * In-kernel run time of a tracer's programs since load, ns: counted only while the kernel's run-time
+ * statistics are on (kernel.bpf_stats_enabled=1, or BPF_ENABLE_STATS held by someone), else 0.
+ */
+export function programsRunTimeNs(t: AttachedTracer): number {
+  let ns = 0;
+  for (const p of t.programs) {
+    try {
+      ns += t.obj.programStats(p).runTimeNs;
+    } catch {
+      // a program whose load was given up (an optional hook with no method left)
+    }
+  }
+  return ns;
 }
 
 export interface LoadTracerOptions {
@@ -126,8 +144,8 @@ export function loadTracer(o: LoadTracerOptions): AttachedTracer {
     giveUp();
     const obj = new addon.BpfObject(o.objectPath);
     const links: NativeLink[] = [];
+    const wanted = new Set<string>(o.alwaysLoad ?? []);
     try {
-      const wanted = new Set<string>(o.alwaysLoad ?? []);
       for (const s of state) {
         const m = current(s);
         if (m) wanted.add(s.hook.programs[m]!);
@@ -179,7 +197,7 @@ export function loadTracer(o: LoadTracerOptions): AttachedTracer {
             : `${m}, after: ${s.failures.map((f) => f.reason).join('; ')}`;
       return { hook: s.hook.name, method: m, failures: s.failures, reason };
     });
-    return { obj, links, hooks };
+    return { obj, links, hooks, programs: [...wanted] };
   }
   throw new EbpfprofError('EKERNEL', `${o.what}: too many failed attach attempts`);
 }

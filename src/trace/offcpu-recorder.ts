@@ -173,7 +173,9 @@ export async function recordOffCpu(options: OffCpuOptions): Promise<{ profile: P
       exitedSinceDrain = [];
       await drainAndFold();
       // Only if the pid was not reused since: the new process's state must not go with the old one.
-      for (const p of exited) if (lifecycle.tracker.get(p.pid) === p) symbolizer.forgetProcess(p.pid);
+      // The folder forgets its image history too, so that a later process with the pid is not
+      // symbolized through the exited one's exec ids.
+      for (const p of exited) if (lifecycle.tracker.get(p.pid) === p) folder.forgetProcess(p.pid);
       lifecycle.tracker.sweep();
       const st = tracer.stats();
       options.onProgress?.({ elapsedMs: Date.now() - startTimeMs, blocks: folder.samples, blockedNs: 0, lost: lostBlocks(st) });

@@ -9,7 +9,7 @@ import { EbpfprofError } from '../errors';
 import { BPF_ANY, bpfObjectPath } from '../native/addon';
 import { sumPerCpu, u32Key } from '../sampler/records';
 import { AttachMethod } from '../system/kernel-features';
-import { AttachedTracer, HookStatus, loadTracer, probeAttachAvailability } from './attach';
+import { AttachedTracer, HookStatus, loadTracer, probeAttachAvailability, programsRunTimeNs } from './attach';
 import { Log2Histogram } from './histogram';
 import {
   decodeRunqCpuRows,
@@ -54,6 +54,7 @@ export interface RunqueueWindow {
 export class RunqueueTracer {
   private activeSet: 0 | 1 = 0;
   private closed = false;
+  private finalRunTimeNs = 0;
   private draining: Promise<RunqueueWindow> | null = null;
   private finalStats: RunqlatStats | null = null;
 
@@ -130,6 +131,12 @@ export class RunqueueTracer {
     };
   }
 
+  /** In-kernel run time of the programs, ns (0 unless run-time statistics are on); kept after close(). */
+  runTimeNs(): number {
+    if (this.closed) return this.finalRunTimeNs;
+    return programsRunTimeNs(this.t);
+  }
+
   stats(): RunqlatStats {
     if (this.finalStats) return { ...this.finalStats };
     const out = {} as RunqlatStats;
@@ -147,6 +154,7 @@ export class RunqueueTracer {
     const a = this.readSet(0);
     const b = this.readSet(1);
     this.finalStats = this.stats();
+    this.finalRunTimeNs = this.runTimeNs();
     this.closed = true;
     this.t.obj.close();
     return { cpus: [...a.cpus, ...b.cpus], processes: [...a.processes, ...b.processes] };

@@ -10,7 +10,7 @@ import { bpfObjectPath, NativeRingBuffer, PERF_COUNT_SW_CPU_CLOCK, PERF_TYPE_SOF
 import { onlineCpus } from '../system/cpus';
 import { splitRingBufferBatch, sumPerCpu, u32Key } from '../sampler/records';
 import { AttachMethod } from '../system/kernel-features';
-import { AttachedTracer, HookStatus, loadTracer, probeAttachAvailability, TraceHook } from './attach';
+import { AttachedTracer, HookStatus, loadTracer, probeAttachAvailability, programsRunTimeNs, TraceHook } from './attach';
 import { decodeTcpEvent, TCP_STATS, TcpEvent, TcpStats } from './tcp-records';
 
 /** How often flush_events wakes the reader for events below the wakeup threshold: 10 Hz. */
@@ -73,6 +73,7 @@ export const TCP_HOOKS: readonly TraceHook[] = [
 export class TcpTracer {
   private recordsMalformed = 0;
   private closed = false;
+  private finalRunTimeNs = 0;
   private finalStats: TcpTracerStats | null = null;
   private ring: NativeRingBuffer | null = null;
 
@@ -133,6 +134,12 @@ export class TcpTracer {
     }
   }
 
+  /** In-kernel run time of the programs, ns (0 unless run-time statistics are on); kept after close(). */
+  runTimeNs(): number {
+    if (this.closed) return this.finalRunTimeNs;
+    return programsRunTimeNs(this.t);
+  }
+
   stats(): TcpTracerStats {
     if (this.finalStats) return { ...this.finalStats, recordsMalformed: this.recordsMalformed };
     const out = { recordsMalformed: this.recordsMalformed, droppedRecords: this.ring?.stats().droppedRecords ?? 0 } as TcpTracerStats;
@@ -153,6 +160,7 @@ export class TcpTracer {
     for (const l of this.t.links) l.close();
     await this.ring?.close();
     this.finalStats = this.stats();
+    this.finalRunTimeNs = this.runTimeNs();
     this.closed = true;
     this.t.obj.close();
   }

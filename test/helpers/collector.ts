@@ -170,8 +170,11 @@ function connects(port: number): Promise<boolean> {
   });
 }
 
-/** The Collector's configuration: OTLP/HTTP in, every request as one JSON line out. */
-export function collectorConfig(port: number, outputFile: string): string {
+/**
+ * The Collector's configuration: OTLP/HTTP in, every request as one JSON line out: profiles to
+ * `outputFile`, metrics (the agent's tracing) to `metricsFile`.
+ */
+export function collectorConfig(port: number, outputFile: string, metricsFile = outputFile.replace(/(\.jsonl)?$/, '.metrics.jsonl')): string {
   return [
     'receivers:',
     '  otlp:',
@@ -181,6 +184,10 @@ export function collectorConfig(port: number, outputFile: string): string {
     'exporters:',
     '  file:',
     `    path: ${outputFile}`,
+    '    format: json',
+    '    flush_interval: 100ms',
+    '  file/metrics:',
+    `    path: ${metricsFile}`,
     '    format: json',
     '    flush_interval: 100ms',
     'service:',
@@ -193,6 +200,9 @@ export function collectorConfig(port: number, outputFile: string): string {
     '    profiles:',
     '      receivers: [otlp]',
     '      exporters: [file]',
+    '    metrics:',
+    '      receivers: [otlp]',
+    '      exporters: [file/metrics]',
     '',
   ].join('\n');
 }
@@ -202,6 +212,8 @@ export class TestCollector {
   private child: ChildProcess | null = null;
   readonly endpoint: string;
   readonly outputFile: string;
+  /** What the metrics pipeline received (OTLP JSON, one request per line). */
+  readonly metricsFile: string;
   readonly logFile: string;
   private readonly configFile: string;
 
@@ -212,9 +224,10 @@ export class TestCollector {
   ) {
     this.endpoint = `http://127.0.0.1:${port}`;
     this.outputFile = path.join(dir, 'received.jsonl');
+    this.metricsFile = path.join(dir, 'received.metrics.jsonl');
     this.logFile = path.join(dir, 'collector.log');
     this.configFile = path.join(dir, 'collector.yaml');
-    fs.writeFileSync(this.configFile, collectorConfig(port, this.outputFile));
+    fs.writeFileSync(this.configFile, collectorConfig(port, this.outputFile, this.metricsFile));
   }
 
   static async start(dir: string): Promise<TestCollector> {
@@ -281,6 +294,22 @@ export class TestCollector {
     return out;
   }
 
+  /** Every metrics request the Collector wrote so far, as resources. */
+  receivedMetrics(): JsonResourceMetrics[] {
+    return readMetricsFile(this.metricsFile);
+  }
+
+  /** Polls receivedMetrics() until `predicate` holds on it (or throws after `timeoutMs`). */
+  async waitForMetrics(predicate: (all: JsonResourceMetrics[]) => boolean, timeoutMs: number, what: string): Promise<JsonResourceMetrics[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const all = this.receivedMetrics();
+      if (predicate(all)) return all;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}; the Collector received ${all.length} metric resources`);
+      await sleep(250);
+    }
+  }
+
   /** Polls received() until `predicate` holds on it (or throws after `timeoutMs`). */
   async waitFor(predicate: (all: ReceivedProfile[]) => boolean, timeoutMs: number, what: string): Promise<ReceivedProfile[]> {
     const deadline = Date.now() + timeoutMs;
@@ -291,6 +320,82 @@ export class TestCollector {
       await sleep(250);
     }
   }
+}
+
+// ------------------------------------------------------------------------------------ OTLP JSON metrics
+
+// What the Collector's file exporter writes for metrics (protojson: camelCase, 64-bit integers as
+// strings, zero values left out).
+export interface JsonMetricKeyValue {
+  key: string;
+  value: { stringValue?: string; intValue?: string; doubleValue?: number; boolValue?: boolean };
+}
+export interface JsonDataPoint {
+  attributes?: JsonMetricKeyValue[];
+  startTimeUnixNano?: string;
+  timeUnixNano?: string;
+  count?: string;
+  sum?: number;
+  max?: number;
+  bucketCounts?: string[];
+  explicitBounds?: number[];
+  asInt?: string;
+}
+export interface JsonMetric {
+  name: string;
+  unit?: string;
+  histogram?: { dataPoints: JsonDataPoint[]; aggregationTemporality?: string | number };
+  sum?: { dataPoints: JsonDataPoint[]; isMonotonic?: boolean; aggregationTemporality?: string | number };
+}
+export interface JsonResourceMetrics {
+  resource: { attributes?: JsonMetricKeyValue[] };
+  scopeMetrics: Array<{ scope?: { name?: string; version?: string }; metrics: JsonMetric[] }>;
+}
+
+/** One attribute's value as text (numbers as their decimal text), undefined when absent. */
+export function metricAttr(list: JsonMetricKeyValue[] | undefined, key: string): string | undefined {
+  const v = list?.find((a) => a.key === key)?.value;
+  if (v === undefined) return undefined;
+  return v.stringValue ?? v.intValue ?? (v.doubleValue !== undefined ? String(v.doubleValue) : v.boolValue !== undefined ? String(v.boolValue) : undefined);
+}
+
+/** Attributes as a plain object (values as the Collector wrote them: strings, int64 as numbers). */
+export function metricAttrs(list: JsonMetricKeyValue[] | undefined): Record<string, AttrValue> {
+  const out: Record<string, AttrValue> = {};
+  for (const a of list ?? []) {
+    const v = a.value;
+    out[a.key] = v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : (v.doubleValue ?? v.boolValue ?? ''));
+  }
+  return out;
+}
+
+/** The data points of metric `name` in every resource that `resource` accepts. */
+export function metricPoints(all: readonly JsonResourceMetrics[], name: string, resource: (attrs: Record<string, AttrValue>) => boolean = () => true): JsonDataPoint[] {
+  const out: JsonDataPoint[] = [];
+  for (const r of all) {
+    if (!resource(metricAttrs(r.resource.attributes))) continue;
+    for (const sm of r.scopeMetrics) for (const m of sm.metrics) if (m.name === name) out.push(...(m.histogram?.dataPoints ?? m.sum?.dataPoints ?? []));
+  }
+  return out;
+}
+
+export function readMetricsFile(file: string): JsonResourceMetrics[] {
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const all: JsonResourceMetrics[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      all.push(...((JSON.parse(line) as { resourceMetrics?: JsonResourceMetrics[] }).resourceMetrics ?? []));
+    } catch {
+      // a line still being written
+    }
+  }
+  return all;
 }
 
 // ------------------------------------------------------------------------------------ OTLP JSON
