@@ -30,6 +30,9 @@ const volatile __u32 filter_mode = FILTER_ALL;
 const volatile bool collect_kernel_stacks = true;
 const volatile bool collect_user_stacks = true;
 const volatile bool follow_forks = false;
+/* Send exec and fork events to user space (the recorder wants them; the agent tracks the lifecycle
+ * on its own and loads on_fork/on_exec only for the unwinder's bookkeeping). */
+const volatile bool report_process_events = true;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -728,7 +731,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 			return 0;
 		}
 	}
-	send_process_event(PROCESS_FORK, child, child_tgid, parent_tgid);
+	if (report_process_events)
+		send_process_event(PROCESS_FORK, child, child_tgid, parent_tgid);
 	return 0;
 }
 
@@ -741,7 +745,7 @@ int BPF_PROG(on_exec, struct task_struct *task)
 
 	/* The old image's mappings are gone: frame pointers until user space loads the new ones. */
 	bpf_map_delete_elem(&unwind_procs, &tgid);
-	if (filter_mode == FILTER_TARGETS && !bpf_map_lookup_elem(&targets, &tgid))
+	if (!report_process_events || (filter_mode == FILTER_TARGETS && !bpf_map_lookup_elem(&targets, &tgid)))
 		return 0;
 	send_process_event(PROCESS_EXEC, task, tgid, 0);
 	return 0;

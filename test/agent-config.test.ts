@@ -106,6 +106,9 @@ t.test('defaults, and later layers win key by key', async (t) => {
   const traced = mergeConfig(DEFAULT_AGENT_CONFIG, parseAgentConfigText('tracing: {tcp: true, sched: true}\n', 'f'), configLayerFromObject({ tracing: { sched: false } }, 'override'));
   t.same(traced.tracing, { tcp: true, sched: false }, 'tracing keys merge one by one');
   t.same(DEFAULT_AGENT_CONFIG.tracing, { tcp: false, sched: false }, 'defaults untouched by a merge');
+  t.equal(DEFAULT_AGENT_CONFIG.callGraph, 'dwarf', 'unwind tables by default');
+  const fp = mergeConfig(DEFAULT_AGENT_CONFIG, parseAgentConfigText('callGraph: fp\nunwindTableMiB: 8\n', 'f'));
+  t.same([fp.callGraph, fp.unwindTableMiB, describeConfig(fp).callGraph], ['fp', 8, 'fp']);
 });
 
 t.test('bad values are one EBADARG line naming the key', async (t) => {
@@ -132,6 +135,8 @@ t.test('bad values are one EBADARG line naming the key', async (t) => {
     ['tracing: {tcp: yes}', /tracing\.tcp must be true or false, got "yes"/],
     ['tracing: {sched: 1}', /tracing\.sched must be true or false, got 1/],
     ['tracing: true', /tracing must be a mapping/],
+    ['callGraph: lbr', /callGraph must be one of dwarf, fp, got "lbr"/],
+    ['unwindTableMiB: 0', /unwindTableMiB must be from 1 to 4096/],
     ['- a\n- b', /must be a mapping/],
     ['a: [unclosed', /not valid YAML or JSON/],
     ['a: 1\na: 2', /not valid YAML or JSON/],

@@ -120,4 +120,7 @@ t.test('frequency, configuration file, SIGHUP, overrides and filters change whil
   t.equal(bad.status, 400);
   t.match(bad.text, /not a requirement/);
   t.equal((await agent.request('PUT', '/config', { control: { listen: '127.0.0.1:1' } })).status, 400, 'the listen address is not a runtime setting');
+  const cg = await agent.request('PUT', '/config', { callGraph: 'fp' });
+  t.equal(cg.status, 400, 'nor how stacks are walked');
+  t.match(cg.text, /callGraph cannot be changed at run time/);
 });

@@ -146,6 +146,37 @@ t.test('profiles of the whole node reach a real Collector with hot spots and pod
   t.ok(after.some((p) => p.timeUnixNano + BigInt(p.durationNano) >= stoppedAt - 3_000_000_000n), 'a window ending at the stop arrived');
 });
 
+t.test('the agent walks stacks without frame pointers with unwind tables', async (t) => {
+  if (!(await requireKernelFeature(t, 'perf_event'))) return;
+  const dir = t.testdir({});
+  const collector = await TestCollector.start(dir);
+  t.teardown(() => collector.stop());
+  const w = startWorkload(buildWorkload('deepchain', ['-O2', '-g', '-fomit-frame-pointer'], 'nofp'), ['120']);
+  t.teardown(async () => {
+    w.child.kill('SIGKILL');
+    await w.exited;
+  });
+  const agent = await AgentProcess.start(['--endpoint', collector.endpoint, '-F', '99', '-i', '2s', '--control', '127.0.0.1:0']);
+  t.teardown(() => agent.stop());
+  const all = await collector.waitFor((ps) => ps.filter((p) => p.resource['process.pid'] === w.pid).length >= 3, 120_000, 'three windows of the workload');
+  // From the second window on: the process was registered at its first drain (its first second used frame pointers).
+  const windows = all.filter((p) => p.resource['process.pid'] === w.pid).sort((a, b) => (a.timeUnixNano < b.timeUnixNano ? -1 : 1)).slice(1);
+  const total = sampleCount(windows);
+  let complete = 0;
+  for (const p of windows) {
+    for (const s of p.samples) {
+      const names = s.frames.filter((f) => f.frameType !== 'kernel').map((f) => f.name).reverse();
+      const at = names.indexOf('main');
+      if (names[0] === '_start' && at >= 0 && ['level1', 'level2', 'level3'].every((n, i) => names[at + 1 + i] === n)) complete += s.count;
+    }
+  }
+  t.ok(total > 50, `samples of the workload (${total})`);
+  t.ok(complete >= 0.95 * total, `>= 95% of them read _start ... main -> level1 -> level2 -> level3 (${complete} of ${total})`);
+  const m = await agent.metrics();
+  t.ok((m.get('ebpfprof_agent_unwind_walks_total{end="outermost"}') ?? 0) > 0, 'walks counted in the self-metrics');
+  t.ok((m.get('ebpfprof_agent_unwind_table_bytes') ?? 0) > 0, 'kernel memory of the tables reported');
+});
+
 t.test('record --format otlp writes what the Collector accepts', async (t) => {
   if (!(await requireKernelFeature(t, 'perf_event'))) return;
   const dir = t.testdir({});

@@ -8,9 +8,9 @@ import { Command } from 'commander';
 import { Agent } from '../../src/agent/agent';
 import { AgentConfigLayer, parseControlListen, parseEndpoint } from '../../src/agent/config';
 import { EbpfprofError } from '../../src/errors';
-import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ } from '../../src/sampler/cpu-sampler';
+import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ, UNWIND_MODES } from '../../src/sampler/cpu-sampler';
 import { assertCanProfile, assertKernelSupportsProfiling } from '../../src/system/privileges';
-import { parseDuration, parseIntegerIn } from '../options';
+import { parseChoice, parseDuration, parseIntegerIn } from '../options';
 
 interface AgentFlags {
   config?: string;
@@ -20,6 +20,7 @@ interface AgentFlags {
   control?: string;
   logRoot?: string;
   trace?: string;
+  callGraph?: string;
 }
 
 /** "tcp,sched", "tcp", "none": which tracers run; the ones not named are off. */
@@ -46,6 +47,7 @@ export function agentFlagsLayer(flags: AgentFlags): AgentConfigLayer {
   if (flags.control !== undefined) layer.controlListen = parseControlListen(flags.control, '--control');
   if (flags.logRoot !== undefined) layer.kubernetes = { logRoot: flags.logRoot };
   if (flags.trace !== undefined) layer.tracing = parseTraceList(flags.trace);
+  if (flags.callGraph !== undefined) layer.callGraph = parseChoice(flags.callGraph, '--call-graph', UNWIND_MODES);
   return layer;
 }
 
@@ -82,6 +84,7 @@ export function registerAgent(program: Command): void {
     .option('-i, --interval <time>', 'export interval, e.g. 10s (default), 1m')
     .option('--control <host:port>', 'loopback address of the health, metrics and control endpoint (default 127.0.0.1:8790), or off')
     .option('--log-root <dir>', "directory with the kubelet's pods/ and containers/ log directories (default /var/log)")
+    .option('-g, --call-graph <mode>', 'how user stacks are walked: dwarf (unwind tables, default) or fp (frame pointers only)')
     .option('--trace <list>', 'also trace and export OTLP metrics to <endpoint>/v1/metrics: tcp, sched, tcp,sched or none (default: the configuration, else none)')
     .action(async (flags: AgentFlags) => {
       process.exitCode = await runAgent(flags);

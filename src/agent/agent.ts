@@ -30,6 +30,7 @@ import { OwnIdentity, readOwnIdentity } from '../k8s/downward-api';
 import { loadAddon } from '../native/addon';
 import { ProfileBuilder } from '../profile/model';
 import { SampleFolder } from '../record/sample-folder';
+import { ProcessUnwinder } from '../unwind/process-unwinder';
 import { CpuSampler, DrainedSample, periodNs, SamplerStats } from '../sampler/cpu-sampler';
 import { ProcessInfo, ProcessLifecycle } from '../process/lifecycle';
 import { ResolvedFrame, Symbolizer } from '../symbolize/symbolizer';
@@ -140,6 +141,7 @@ export class Agent {
   private readonly startedMs = Date.now();
   private readonly symbolizer: BudgetedSymbolizer;
   private readonly folder: SampleFolder;
+  private readonly unwinder: ProcessUnwinder | null;
   private sampler!: CpuSampler;
   private resources!: ProcessResources;
   private kubernetes!: KubernetesAttribution;
@@ -192,7 +194,9 @@ export class Agent {
     this.config = mergeConfig(DEFAULT_AGENT_CONFIG, this.fileLayer, this.flags);
     this.identity = options.identity ?? readOwnIdentity(this.config.kubernetes.downwardApiDir);
     this.symbolizer = new BudgetedSymbolizer({ maxCachedBytes: Math.min(64, Math.max(8, this.config.budget.rssMiB / 4)) * 1048576 });
-    this.folder = new SampleFolder(this.symbolizer);
+    // Unwind tables for every process the agent samples (docs/unwinding.md); fixed for the agent's life.
+    this.unwinder = this.config.callGraph === 'dwarf' ? new ProcessUnwinder(this.symbolizer, { tableBytes: this.config.unwindTableMiB * 1048576 }) : null;
+    this.folder = new SampleFolder(this.symbolizer, this.unwinder);
     this.budget = new BudgetController(this.config.budget, this.startedMs);
     this.budget.setTracers(this.config.tracing);
     this.tracing = new AgentTracing({
@@ -264,7 +268,9 @@ export class Agent {
         frequencyHz: this.effective.frequencyHz,
         targets: 'all',
         ...(options.objectPath ? { objectPath: options.objectPath } : {}),
+        ...(this.unwinder ? { unwinder: this.unwinder } : {}),
       });
+      if (this.sampler.unwindFallbackReason !== null) this.log(this.sampler.unwindFallbackReason);
     } catch (e) {
       throw explainKernelError(e, 'starting the CPU sampler', { frequencyHz: this.effective.frequencyHz });
     }
@@ -377,7 +383,9 @@ export class Agent {
 
   private async setOverrides(body: unknown): Promise<Record<string, unknown>> {
     const layer = configLayerFromObject(body, 'override');
-    if (layer.controlListen !== undefined) throw new EbpfprofError('EBADARG', 'override: control.listen cannot be changed at run time; change the configuration and restart');
+    for (const [key, value] of [['control.listen', layer.controlListen], ['callGraph', layer.callGraph], ['unwindTableMiB', layer.unwindTableMiB]] as const) {
+      if (value !== undefined) throw new EbpfprofError('EBADARG', `override: ${key} cannot be changed at run time; change the configuration and restart`);
+    }
     this.overrides = { ...this.overrides, ...layer };
     await this.applyConfig('runtime override');
     return this.configView();
@@ -646,6 +654,26 @@ export class Agent {
     };
   }
 
+  /** How table-driven walks ended, and the unwinder's tables (none with callGraph fp). */
+  private unwindMetricPoints(p: (name: string, type: MetricPoint['type'], help: string, value: number, labels?: Record<string, string>) => MetricPoint): MetricPoint[] {
+    const u = this.unwinder?.stats();
+    if (!u || this.sampler.unwindMode !== 'dwarf') return [];
+    const s = this.sampler.stats();
+    const walks = 'User stacks walked with unwind tables, by how the walk ended';
+    return [
+      p('unwind_walks_total', 'counter', walks, s.unwindEndOk, { end: 'outermost' }),
+      p('unwind_walks_total', 'counter', walks, s.unwindEndFpZero, { end: 'frame_pointer_zero' }),
+      p('unwind_walks_total', 'counter', walks, s.unwindEndTruncated, { end: 'truncated' }),
+      p('unwind_walks_total', 'counter', walks, s.unwindEndReadFault + s.unwindEndNoProgress + s.unwindEndUnsupported + s.unwindEndUnknownPc, { end: 'stopped_early' }),
+      p('unwind_frame_pointer_samples_total', 'counter', 'Samples of processes not registered yet, walked with frame pointers', s.unwindNoProcess),
+      p('unwind_processes', 'gauge', 'Processes registered with unwind tables', u.processes),
+      p('unwind_binaries_with_tables_total', 'counter', 'Binaries given an unwind table', u.binariesWithTables),
+      ...Object.entries(u.binariesWithoutTables).map(([reason, n]) => p('unwind_binaries_without_tables_total', 'counter', 'Binaries left to frame pointers, by reason', n, { reason })),
+      p('unwind_table_bytes', 'gauge', 'Kernel memory holding unwind tables now', u.kernel.residentBytes),
+      p('unwind_table_budget_bytes', 'gauge', 'Kernel memory reserved for unwind tables', u.kernel.budgetBytes),
+    ];
+  }
+
   private metricPoints(): MetricPoint[] {
     const s = this.sampler.stats();
     const x = this.exporter.stats;
@@ -698,6 +726,7 @@ export class Agent {
       p('processes_freed_total', 'counter', 'Exited processes whose symbols, mappings and attributes were freed', this.counters.processesFreed),
       p('lifecycle_events_total', 'counter', 'Process fork, exec and exit events tracked (once, for profiling and tracing)', lc ? lc.forks + lc.execs + lc.exits : 0),
       p('lifecycle_events_lost_total', 'counter', 'Process events lost (ring buffer full, records dropped or malformed)', lc ? lc.ringBufferFull + lc.droppedRecords + lc.recordsMalformed : 0),
+      ...this.unwindMetricPoints(p),
       ...this.tracing.metricPoints(p),
       p('metrics_exports_total', 'counter', 'Tracing metrics export requests by outcome', mx.requestsSucceeded, { result: 'success' }),
       p('metrics_exports_total', 'counter', 'Tracing metrics export requests by outcome', mx.attemptsFailed, { result: 'failure' }),

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { EbpfprofError, errorMessage } from '../errors';
-import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ } from '../sampler/cpu-sampler';
+import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ, UNWIND_MODES, UnwindMode } from '../sampler/cpu-sampler';
 import { parseSelector, ProcessFilter, Selector } from './selectors';
 
 export interface BudgetConfig {
@@ -71,6 +71,10 @@ export interface AgentConfig {
   resourceAttributes: Record<string, string>;
   commandLineMaxLength: number;
   tracing: TracingConfig;
+  /** How user stacks are walked (docs/unwinding.md); fixed at start. */
+  callGraph: UnwindMode;
+  /** Kernel memory for unwind tables with callGraph dwarf, MiB; fixed at start. */
+  unwindTableMiB: number;
 }
 
 /** One source's settings: any subset of the keys. */
@@ -87,6 +91,8 @@ export interface AgentConfigLayer {
   resourceAttributes?: Record<string, string>;
   commandLineMaxLength?: number;
   tracing?: Partial<TracingConfig>;
+  callGraph?: UnwindMode;
+  unwindTableMiB?: number;
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -102,6 +108,8 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   resourceAttributes: {},
   commandLineMaxLength: 1024,
   tracing: { tcp: false, sched: false },
+  callGraph: 'dwarf',
+  unwindTableMiB: 32,
 };
 
 export const PROFILES_PATH = '/v1development/profiles';
@@ -227,7 +235,7 @@ function selectors(value: unknown, key: string): Selector[] {
 
 // ------------------------------------------------------------------------------------ layers
 
-const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength', 'tracing'] as const;
+const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength', 'tracing', 'callGraph', 'unwindTableMiB'] as const;
 
 /** A configuration layer from a parsed YAML/JSON document (or a control request body). */
 export function configLayerFromObject(doc: unknown, where: string): AgentConfigLayer {
@@ -280,6 +288,13 @@ export function configLayerFromObject(doc: unknown, where: string): AgentConfigL
   if (o.hostName !== undefined) layer.hostName = o.hostName === null ? null : string(o.hostName, k('hostName'));
   if (o.resourceAttributes !== undefined) layer.resourceAttributes = stringMap(o.resourceAttributes, k('resourceAttributes'));
   if (o.commandLineMaxLength !== undefined) layer.commandLineMaxLength = number(o.commandLineMaxLength, k('commandLineMaxLength'), 0, 65536, true);
+  if (o.callGraph !== undefined) {
+    if (typeof o.callGraph !== 'string' || !(UNWIND_MODES as readonly string[]).includes(o.callGraph)) {
+      throw new EbpfprofError('EBADARG', `${k('callGraph')} must be one of ${UNWIND_MODES.join(', ')}, got ${JSON.stringify(o.callGraph)}`);
+    }
+    layer.callGraph = o.callGraph as UnwindMode;
+  }
+  if (o.unwindTableMiB !== undefined) layer.unwindTableMiB = number(o.unwindTableMiB, k('unwindTableMiB'), 1, 4096, true);
   if (o.tracing !== undefined) {
     const tr = object(o.tracing, k('tracing'));
     onlyKnown(tr, ['tcp', 'sched'], k('tracing'));
@@ -341,6 +356,8 @@ export function mergeConfig(base: AgentConfig, ...layers: AgentConfigLayer[]): A
     if (l.resourceAttributes !== undefined) c.resourceAttributes = { ...c.resourceAttributes, ...l.resourceAttributes };
     if (l.commandLineMaxLength !== undefined) c.commandLineMaxLength = l.commandLineMaxLength;
     if (l.tracing) Object.assign(c.tracing, definedOnly(l.tracing));
+    if (l.callGraph !== undefined) c.callGraph = l.callGraph;
+    if (l.unwindTableMiB !== undefined) c.unwindTableMiB = l.unwindTableMiB;
   }
   if (c.export.retryMaxMs < c.export.retryInitialMs) c.export.retryMaxMs = c.export.retryInitialMs;
   return c;
@@ -378,5 +395,7 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     resourceAttributes: c.resourceAttributes,
     commandLineMaxLength: c.commandLineMaxLength,
     tracing: { ...c.tracing },
+    callGraph: c.callGraph,
+    unwindTableMiB: c.unwindTableMiB,
   };
 }

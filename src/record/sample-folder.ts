@@ -70,11 +70,7 @@ export class SampleFolder {
    */
   async onProcessEvent(e: ProcessEvent, foldPending: () => Promise<void>, stopped: () => boolean): Promise<void> {
     const pid = e.tgid;
-    if (e.type === 'maps-stale') {
-      // The unwinder met a pc outside the mappings it was given (dlopen, a new JIT region).
-      if (!stopped()) this.unwinder?.refresh(pid);
-      return;
-    }
+    if (e.type === 'maps-stale') return; // the sampler hands these to the unwinder itself
     if (e.type === 'fork') {
       this.images.fork(pid, e.ppid, e.execId);
       return;

@@ -63,6 +63,8 @@ export interface SamplerUnwinder {
   attach(maps: SamplerUnwindMaps): void;
   /** The maps are gone (the sampler closed), or the kernel refused the unwinding program (`reason`). */
   detach(reason?: string): void;
+  /** The walker met a pc outside every mapping registered for `pid`: read its mappings again. */
+  refresh(pid: number): void;
 }
 
 /** How user stacks are walked: unwind tables (with frame pointers where none apply), or frame pointers only. */
@@ -188,10 +190,13 @@ export class CpuSampler {
     obj.setGlobal('follow_forks', Buffer.from([follow ? 1 : 0]));
     obj.setAutoload('on_sample', mode === 'fp');
     obj.setAutoload('on_sample_dwarf', mode === 'dwarf');
-    obj.setAutoload('on_fork', follow || options.onProcessEvent !== undefined);
-    // on_exit also drops the unwind registration of a process that ended (pid reuse).
+    const events = options.onProcessEvent !== undefined;
+    obj.setGlobal('report_process_events', Buffer.from([events ? 1 : 0]));
+    // With unwind tables, fork, exec and exit also drop a process's registration: a new image or a
+    // reused pid must never be walked with mappings that are not its own.
+    obj.setAutoload('on_fork', follow || events || mode === 'dwarf');
     obj.setAutoload('on_exit', options.targets !== 'all' || mode === 'dwarf');
-    obj.setAutoload('on_exec', options.onProcessEvent !== undefined);
+    obj.setAutoload('on_exec', events || mode === 'dwarf');
   }
 
   private static start(obj: NativeBpfObject, options: CpuSamplerOptions, mode: UnwindMode, fallbackReason: string | null): CpuSampler {
@@ -204,9 +209,10 @@ export class CpuSampler {
     try {
       obj.mapUpdate('control', u32Key(0), encodeControl(0), BPF_ANY);
       if (options.targets !== 'all') for (const pid of options.targets) obj.mapUpdate('targets', u32Key(pid), Buffer.from([1]), BPF_ANY);
-      if (follow || options.onProcessEvent) links.push(obj.attachRawTracepoint('on_fork', 'sched_process_fork'));
+      const events = options.onProcessEvent !== undefined;
+      if (follow || events || mode === 'dwarf') links.push(obj.attachRawTracepoint('on_fork', 'sched_process_fork'));
       if (options.targets !== 'all' || mode === 'dwarf') links.push(obj.attachRawTracepoint('on_exit', 'sched_process_exit'));
-      if (options.onProcessEvent) links.push(obj.attachRawTracepoint('on_exec', 'sched_process_exec'));
+      if (events || mode === 'dwarf') links.push(obj.attachRawTracepoint('on_exec', 'sched_process_exec'));
       // The ring buffer must exist before the sampler instance; its callback is bound once it does.
       const sampler: { current?: CpuSampler } = {};
       ring = obj.openRingBuffer('samples', (batch, records) => sampler.current?.onRingBatch(batch, records), {
@@ -339,6 +345,11 @@ export class CpuSampler {
         event = decodeProcessEvent(rec);
       } catch {
         this.recordsMalformed++;
+        continue;
+      }
+      // The unwinder met a pc outside the mappings it registered (dlopen, a new JIT region).
+      if (event.type === 'maps-stale') {
+        if (!this.closed) this.unwinder?.refresh(event.tgid);
         continue;
       }
       onEvent?.(event);
