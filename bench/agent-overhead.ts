@@ -23,28 +23,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parsePrometheus } from '../src/agent/metrics';
+import { arg, argString, CLK_TCK, cpuTicks, median } from './measure';
 import { collectorBinary, OTELCOL_VERSION, TestCollector } from '../test/helpers/collector';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const FREQUENCIES = [19, 99];
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function argString(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
-
-function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
 
 function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -114,7 +98,7 @@ async function runOnce(hz: number, round: number, collector: TestCollector, dir:
   await sleep(warmup * 1000);
   const pid = agent.pid!;
   const t0 = Date.now();
-  const ticks0 = cpuTicks(pid);
+  const ticks0 = cpuTicks(pid) ?? 0;
   const m0 = await metrics(url);
   const bpf0 = bpfStats(pid, 'on_sample');
   const rss: number[] = [];
@@ -123,7 +107,7 @@ async function runOnce(hz: number, round: number, collector: TestCollector, dir:
     await sleep(1000);
   }
   const wall = (Date.now() - t0) / 1000;
-  const ticks1 = cpuTicks(pid);
+  const ticks1 = cpuTicks(pid) ?? 0;
   const m1 = await metrics(url);
   const bpf1 = bpfStats(pid, 'on_sample');
   const hwm = statusKiB(pid, 'VmHWM') / 1024;
@@ -147,11 +131,6 @@ async function runOnce(hz: number, round: number, collector: TestCollector, dir:
     bpfNsPerSample: runs > 0 ? (bpf1.ns - bpf0.ns) / runs : null,
     exportFailures: d('ebpfprof_agent_exports_total{result="failure"}') + d('ebpfprof_agent_exports_total{result="dropped"}'),
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 function range(xs: number[], digits: number): string {
