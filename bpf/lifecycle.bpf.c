@@ -10,7 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "trace_common.bpf.h"
+#include "common.bpf.h"
 #include "lifecycle.h"
 
 struct {

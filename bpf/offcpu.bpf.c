@@ -20,7 +20,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "trace_common.bpf.h"
+#include "common.bpf.h"
 #include "offcpu.h"
 
 #define EEXIST 17
@@ -71,14 +71,6 @@ struct {
 	__type(value, struct offcpu_whole);
 } scratch SEC(".maps");
 
-#define STACK_MAP(name)                                                   \
-	struct {                                                          \
-		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                   \
-		__uint(max_entries, OFFCPU_STACK_ENTRIES);                \
-		__uint(key_size, sizeof(__u32));                          \
-		__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));      \
-	} name SEC(".maps")
-
 #define COUNTS_MAP(name)                                                  \
 	struct {                                                          \
 		__uint(type, BPF_MAP_TYPE_HASH);                          \
@@ -87,8 +79,8 @@ struct {
 		__type(value, struct offcpu_value);                       \
 	} name SEC(".maps")
 
-STACK_MAP(stacks0);
-STACK_MAP(stacks1);
+STACK_TRACE_MAP(stacks0, OFFCPU_STACK_ENTRIES);
+STACK_TRACE_MAP(stacks1, OFFCPU_STACK_ENTRIES);
 COUNTS_MAP(counts0);
 COUNTS_MAP(counts1);
 

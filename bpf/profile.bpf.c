@@ -19,6 +19,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "profile.h"
+#include "common.bpf.h"
 
 /* bpf_get_stackid() errors (include/uapi/asm-generic/errno-base.h). */
 #define EFAULT 14
@@ -41,12 +42,7 @@ struct {
 	__type(value, struct profile_control);
 } control SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT__COUNT);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
+STATS_MAP(stats, STAT__COUNT);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -54,14 +50,6 @@ struct {
 	__type(key, __u32);   /* tgid */
 	__type(value, __u8);
 } targets SEC(".maps");
-
-#define STACK_MAP(name)                                                   \
-	struct {                                                          \
-		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                   \
-		__uint(max_entries, STACK_MAP_ENTRIES);                   \
-		__uint(key_size, sizeof(__u32));                          \
-		__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));      \
-	} name SEC(".maps")
 
 #define COUNTS_MAP(name)                                                  \
 	struct {                                                          \
@@ -71,8 +59,8 @@ struct {
 		__type(value, struct count_value);                        \
 	} name SEC(".maps")
 
-STACK_MAP(stacks0);
-STACK_MAP(stacks1);
+STACK_TRACE_MAP(stacks0, STACK_MAP_ENTRIES);
+STACK_TRACE_MAP(stacks1, STACK_MAP_ENTRIES);
 COUNTS_MAP(counts0);
 COUNTS_MAP(counts1);
 
@@ -154,12 +142,6 @@ static __always_inline void count_stat(__u32 idx)
 	count_stat_n(idx, 1);
 }
 
-/* self_exec_id is u64 since Linux 5.7 (u32 before); on either, its low 32 bits are enough to tell
- * the images of one process apart (x86-64 is little-endian, so they are the first 4 bytes). */
-static __always_inline __u32 exec_id_of(struct task_struct *task)
-{
-	return (__u32)BPF_CORE_READ(task, self_exec_id);
-}
 
 static __always_inline void fill_comms(char *comm, char *process_comm)
 {
@@ -188,7 +170,7 @@ static __always_inline void send_whole_sample(struct bpf_perf_event_data *ctx, _
 	e->cpu_ns = ctx->sample_period;
 	e->kstack_bytes = 0;
 	e->ustack_bytes = 0;
-	e->exec_id = exec_id_of((struct task_struct *)bpf_get_current_task());
+	e->exec_id = task_exec_id((struct task_struct *)bpf_get_current_task());
 	e->pad = 0;
 	if (collect_kernel_stacks) {
 		n = bpf_get_stack(ctx, e->kstack, sizeof(e->kstack), 0);
@@ -603,7 +585,7 @@ static __always_inline int record_sample(struct bpf_perf_event_data *ctx, __u32 
 		.tid = tid,
 		.kstack_id = -1,
 		.ustack_id = -1,
-		.exec_id = exec_id_of((struct task_struct *)bpf_get_current_task()),
+		.exec_id = task_exec_id((struct task_struct *)bpf_get_current_task()),
 	};
 	struct count_value *val, init = {};
 	int udepth = -1;
@@ -702,7 +684,7 @@ static __always_inline void send_process_event(__u32 type, struct task_struct *t
 	}
 	e->type = type;
 	e->tgid = tgid;
-	e->exec_id = exec_id_of(task);
+	e->exec_id = task_exec_id(task);
 	e->ppid = ppid;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	bpf_ringbuf_submit(e, 0);

@@ -13,7 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "trace_common.bpf.h"
+#include "common.bpf.h"
 #include "runqlat.h"
 
 const volatile __u32 targ_tgid = 0; /* 0: every process */

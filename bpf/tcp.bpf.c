@@ -16,7 +16,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
-#include "trace_common.bpf.h"
+#include "common.bpf.h"
 #include "tcp.h"
 
 #define AF_INET 2

@@ -139,13 +139,19 @@ t.test('Go: stack deltas from .gopclntab, the same for stripped and unstripped b
   // Assembly functions carry their ABI in .symtab ("runtime.goexit.abi0"), not in .gopclntab.
   const at = (name: string): number => syms.find((s) => s.name === name || s.name === `${name}.abi0`)!.address;
   // At every function's entry nothing is pushed yet: CFA = rsp + 8.
-  const outermost = ['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go'].map(at);
+  // Where goroutines and threads begin, where the runtime switches stacks, and its signal handlers.
+  const outermostNames = ['runtime.goexit', 'runtime.mstart', 'runtime.rt0_go', 'runtime.mcall', 'runtime.morestack', 'runtime.systemstack_switch', 'runtime.sigtramp', 'runtime.cgoSigtramp'];
+  const outermost = outermostNames.map(at);
   const notAtEntry = syms
     .filter((s) => s.type === 'T' && !outermost.includes(s.address) && !s.name.startsWith('go:'))
     .map((s) => ({ name: s.name, rule: lookupRule(full.table, s.address) }))
     .filter((x) => x.rule === null || formatRule(x.rule) !== 'rsp+8');
   t.same(notAtEntry.slice(0, 5).map((x) => `${x.name}: ${x.rule === null ? 'none' : formatRule(x.rule)}`), [], `every Go function: rsp+8 at its entry (${notAtEntry.length} differ)`);
-  for (const a of outermost) t.equal(formatRule(lookupRule(full.table, a)!), 'end', 'goroutines and threads end at goexit, mstart, rt0_go');
+  t.same(
+    outermostNames.filter((_, i) => formatRule(lookupRule(full.table, outermost[i]!)!) !== 'end'),
+    [],
+    'walks end at goexit, mstart, rt0_go, the stack switches and the signal handlers',
+  );
   // main.main's frame: the deepest delta is its frame size as the disassembly sets it up.
   const disasm = run('objdump', ['-d', '--no-show-raw-insn', '--disassemble=main.main', go.full]);
   const sub = /sub\s+\$0x([0-9a-f]+),%rsp/.exec(disasm);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
- * Log2 histograms of durations in nanoseconds, as the BPF programs keep them (trace_common.bpf.h):
+ * Log2 histograms of durations in nanoseconds, as the BPF programs keep them (common.bpf.h):
  * slot k holds values in (2^(k-1), 2^k] ns, slot 0 holds [0, 1] ns, the last slot everything above.
  * Upper-inclusive slots are exactly OTLP explicit-bucket histograms with bounds 1, 2, 4, ... ns, so
  * export needs no re-bucketing (src/telemetry/otlp-metrics.ts).
@@ -20,7 +20,7 @@ export function emptyHistogram(slotCount: number): Log2Histogram {
   return { slots: new Array<number>(slotCount).fill(0), count: 0, sum: 0, max: 0 };
 }
 
-/** The slot of a value, as log2_slot() in trace_common.bpf.h computes it. */
+/** The slot of a value, as log2_slot() in common.bpf.h computes it. */
 export function log2Slot(value: number, slotCount: number): number {
   if (!(value > 1)) return 0;
   const slot = Math.ceil(Math.log2(value));

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Helpers shared by the tracing programs (lifecycle, offcpu, runqlat, tcp). Kernel side only. */
-#ifndef __EBPFPROF_TRACE_COMMON_BPF_H
-#define __EBPFPROF_TRACE_COMMON_BPF_H
+/* Helpers shared by the BPF programs (profile, lifecycle, offcpu, runqlat, tcp). Kernel side only. */
+#ifndef __EBPFPROF_COMMON_BPF_H
+#define __EBPFPROF_COMMON_BPF_H
 
 #include <bpf/bpf_core_read.h>
 
@@ -71,4 +71,13 @@ static __always_inline __u32 log2_slot(__u64 v, __u32 slots)
 			(*v)++;                                           \
 	}
 
-#endif /* __EBPFPROF_TRACE_COMMON_BPF_H */
+/* A stack-trace map of `entries` stacks of MAX_STACK_DEPTH addresses (bpf_get_stackid). */
+#define STACK_TRACE_MAP(name, entries)                                    \
+	struct {                                                          \
+		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                   \
+		__uint(max_entries, entries);                             \
+		__uint(key_size, sizeof(__u32));                          \
+		__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));      \
+	} name SEC(".maps")
+
+#endif /* __EBPFPROF_COMMON_BPF_H */
