@@ -11,8 +11,9 @@ import { EbpfprofError } from '../../src/errors';
 import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ } from '../../src/sampler/cpu-sampler';
 import { assertCanProfile, assertKernelSupportsProfiling } from '../../src/system/privileges';
 import { parseDuration, parseIntegerIn } from '../options';
+import { addStrictModeOptions, confineAfterLoad, planStrictMode, StrictModeFlags } from '../strict-mode';
 
-interface AgentFlags {
+interface AgentFlags extends StrictModeFlags {
   config?: string;
   endpoint?: string;
   freq?: string;
@@ -33,14 +34,22 @@ export function agentFlagsLayer(flags: AgentFlags): AgentConfigLayer {
   }
   if (flags.control !== undefined) layer.controlListen = parseControlListen(flags.control, '--control');
   if (flags.logRoot !== undefined) layer.kubernetes = { logRoot: flags.logRoot };
+  if (flags.enhanced !== undefined) layer.enhanced = [...planStrictMode({ enhanced: flags.enhanced }).policy.enabled];
   return layer;
 }
 
 export async function runAgent(flags: AgentFlags): Promise<number> {
   const layer = agentFlagsLayer(flags);
+  const strictMode = planStrictMode(flags);
   assertKernelSupportsProfiling();
   assertCanProfile();
   const agent = await Agent.start({ ...(flags.config ? { configFile: flags.config } : {}), flags: layer });
+  try {
+    confineAfterLoad(strictMode, false, `${new Date().toISOString()} ebpfprof agent`);
+  } catch (e) {
+    await agent.stop(0);
+    throw e;
+  }
   return new Promise<number>((resolve) => {
     let signals = 0;
     const onStop = (signal: NodeJS.Signals): void => {
@@ -60,7 +69,7 @@ export async function runAgent(flags: AgentFlags): Promise<number> {
 }
 
 export function registerAgent(program: Command): void {
-  program
+  const command = program
     .command('agent')
     .description('profile the whole node continuously and export OTLP Profiles to an OpenTelemetry Collector')
     .option('-c, --config <file>', 'YAML or JSON configuration, reloaded when it changes and on SIGHUP (docs/agent.md)')
@@ -68,8 +77,8 @@ export function registerAgent(program: Command): void {
     .option('-F, --freq <hz>', `samples per second per CPU, ${MIN_FREQUENCY_HZ}-${MAX_FREQUENCY_HZ} (default 19)`)
     .option('-i, --interval <time>', 'export interval, e.g. 10s (default), 1m')
     .option('--control <host:port>', 'loopback address of the health, metrics and control endpoint (default 127.0.0.1:8790), or off')
-    .option('--log-root <dir>', "directory with the kubelet's pods/ and containers/ log directories (default /var/log)")
-    .action(async (flags: AgentFlags) => {
-      process.exitCode = await runAgent(flags);
-    });
+    .option('--log-root <dir>', "directory with the kubelet's pods/ and containers/ log directories (default /var/log)");
+  addStrictModeOptions(command).action(async (flags: AgentFlags) => {
+    process.exitCode = await runAgent(flags);
+  });
 }

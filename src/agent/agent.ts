@@ -294,6 +294,10 @@ export class Agent {
   }
 
   private async setOverrides(body: unknown): Promise<Record<string, unknown>> {
+    // Leaving strict mode is a decision for whoever deploys the agent, never for a remote caller.
+    if (body !== null && typeof body === 'object' && 'enhanced' in body) {
+      throw new EbpfprofError('EBADARG', 'override: enhanced cannot be changed at run time: enhanced-mode items are enabled only in the configuration file or with --enhanced');
+    }
     const layer = configLayerFromObject(body, 'override');
     if (layer.controlListen !== undefined) throw new EbpfprofError('EBADARG', 'override: control.listen cannot be changed at run time; change the configuration and restart');
     this.overrides = { ...this.overrides, ...layer };

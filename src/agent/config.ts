@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { EbpfprofError, errorMessage } from '../errors';
 import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ } from '../sampler/cpu-sampler';
+import { EnhancedItemId, parseEnhancedItems } from '../system/intrusion-policy';
 import { parseSelector, ProcessFilter, Selector } from './selectors';
 
 export interface BudgetConfig {
@@ -59,6 +60,8 @@ export interface AgentConfig {
   /** Written on every process (e.g. deployment.environment.name). */
   resourceAttributes: Record<string, string>;
   commandLineMaxLength: number;
+  /** Enhanced-mode items allowed (src/system/intrusion-policy.ts); empty: strict mode. */
+  enhanced: EnhancedItemId[];
 }
 
 /** One source's settings: any subset of the keys. */
@@ -74,6 +77,7 @@ export interface AgentConfigLayer {
   hostName?: string | null;
   resourceAttributes?: Record<string, string>;
   commandLineMaxLength?: number;
+  enhanced?: EnhancedItemId[];
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -88,6 +92,7 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   hostName: null,
   resourceAttributes: {},
   commandLineMaxLength: 1024,
+  enhanced: [],
 };
 
 export const PROFILES_PATH = '/v1development/profiles';
@@ -197,7 +202,7 @@ function selectors(value: unknown, key: string): Selector[] {
 
 // ------------------------------------------------------------------------------------ layers
 
-const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength'] as const;
+const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength', 'enhanced'] as const;
 
 /** A configuration layer from a parsed YAML/JSON document (or a control request body). */
 export function configLayerFromObject(doc: unknown, where: string): AgentConfigLayer {
@@ -250,6 +255,11 @@ export function configLayerFromObject(doc: unknown, where: string): AgentConfigL
   if (o.hostName !== undefined) layer.hostName = o.hostName === null ? null : string(o.hostName, k('hostName'));
   if (o.resourceAttributes !== undefined) layer.resourceAttributes = stringMap(o.resourceAttributes, k('resourceAttributes'));
   if (o.commandLineMaxLength !== undefined) layer.commandLineMaxLength = number(o.commandLineMaxLength, k('commandLineMaxLength'), 0, 65536, true);
+  if (o.enhanced !== undefined && o.enhanced !== null) {
+    const list = Array.isArray(o.enhanced) ? o.enhanced : [o.enhanced];
+    if (!list.every((x): x is string => typeof x === 'string')) throw new EbpfprofError('EBADARG', `${k('enhanced')} must be a list of item names, got ${JSON.stringify(o.enhanced)}`);
+    layer.enhanced = parseEnhancedItems(list, k('enhanced'), { requireImplemented: true });
+  }
   return layer;
 }
 
@@ -302,6 +312,7 @@ export function mergeConfig(base: AgentConfig, ...layers: AgentConfigLayer[]): A
     if (l.hostName !== undefined) c.hostName = l.hostName;
     if (l.resourceAttributes !== undefined) c.resourceAttributes = { ...c.resourceAttributes, ...l.resourceAttributes };
     if (l.commandLineMaxLength !== undefined) c.commandLineMaxLength = l.commandLineMaxLength;
+    if (l.enhanced !== undefined) c.enhanced = [...l.enhanced];
   }
   if (c.export.retryMaxMs < c.export.retryInitialMs) c.export.retryMaxMs = c.export.retryInitialMs;
   return c;
@@ -338,5 +349,6 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     hostName: c.hostName,
     resourceAttributes: c.resourceAttributes,
     commandLineMaxLength: c.commandLineMaxLength,
+    enhanced: c.enhanced,
   };
 }
