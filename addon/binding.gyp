@@ -13,6 +13,7 @@
         "src/errors.cc",
         "src/libbpf_log.cc",
         "src/bpf_object.cc",
+        "src/capabilities.cc",
         "src/perf_link.cc",
         "src/ring_buffer.cc"
       ],

@@ -11,6 +11,7 @@ import { registerOffCpu } from './commands/offcpu';
 import { registerRecord } from './commands/record';
 import { registerSched } from './commands/sched';
 import { registerTcp } from './commands/tcp';
+import { registerVerify } from './commands/verify';
 import { registerView } from './commands/view';
 import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes';
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerSched(program);
   registerTcp(program);
   registerAgent(program);
+  registerVerify(program);
   return program;
 }
 

@@ -13,7 +13,10 @@ export type ErrorCode =
   | 'EOUTPUT' // the output cannot be written
   | 'EINPUT' // an input file cannot be read or parsed
   | 'ENATIVE' // the native addon or a BPF object is missing or broken
-  | 'EBROWSER'; // no browser could be started for --open
+  | 'EBROWSER' // no browser could be started for --open
+  | 'ESTRICT' // strict mode refuses an action on an observed process (src/system/intrusion-policy.ts)
+  | 'ENOTIMPLEMENTED' // an enhanced-mode item is enabled but no feature implements it
+  | 'EINTERRUPTED'; // stopped by Ctrl-C before it could finish
 
 export class EbpfprofError extends Error {
   readonly code: ErrorCode;

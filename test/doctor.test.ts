@@ -260,7 +260,9 @@ t.test('`ebpfprof doctor` as root: one line per check, exit 0, and --json says t
   );
   const lines = text.stdout.trimEnd().split('\n');
   t.match(lines[0], new RegExp(`^ebpfprof doctor: Linux ${os.release().replace(/[.+]/g, '\\$&')} \\(`));
-  t.equal(lines.length, r.checks.length + 2, 'header, one line per check, summary');
+  const cliReport = r as DoctorReport & { capabilities: { kept: unknown[] } };
+  // header, one line per check, summary, capabilities before and after (one line per kept one), strict mode
+  t.equal(lines.length, r.checks.length + 2 + 2 + cliReport.capabilities.kept.length + 1, 'header, checks, summary, capabilities, strict mode');
   r.checks.forEach((c, i) => {
     const line = lines[i + 1]!;
     t.ok(line.startsWith(c.ok ? 'yes  ' : 'no   '), `${c.id}: ${c.ok ? 'yes' : 'no'}`);
@@ -270,7 +272,7 @@ t.test('`ebpfprof doctor` as root: one line per check, exit 0, and --json says t
     t.ok(n(line).includes(n(c.detail)), `${c.id}: gives the reason`);
     if (!c.ok && c.fix) t.ok(n(line).endsWith(n(`-- fix: ${c.fix}`)), `${c.id}: gives the fix`);
   });
-  t.match(lines.at(-1), r.canProfile ? /^CPU profiling: ready/ : /^CPU profiling: not possible here: /);
+  t.match(lines[r.checks.length + 1], r.canProfile ? /^CPU profiling: ready/ : /^CPU profiling: not possible here: /);
   const kprobes = r.checks.find((c) => c.id === 'kprobes')!;
   if (!kprobes.ok) t.equal(text.status, r.checks.filter((c) => c.required).every((c) => c.ok) ? 0 : 1, 'missing kprobes alone does not fail doctor');
 });

@@ -7,6 +7,7 @@
 
 #include "addon_data.h"
 #include "bpf_object.h"
+#include "capabilities.h"
 #include "errors.h"
 #include "libbpf_log.h"
 #include "links.h"
@@ -77,6 +78,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("enableRunTimeStats", Napi::Function::New<EnableRunTimeStats>(env, "enableRunTimeStats"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("releaseFreeMemory", Napi::Function::New<ReleaseFreeMemory>(env, "releaseFreeMemory"));
+  exports.Set("dropCapabilities", Napi::Function::New<DropCapabilities>(env, "dropCapabilities"));
+  exports.Set("taskFdQuery", Napi::Function::New<TaskFdQuery>(env, "taskFdQuery"));
   return exports;
 }
 

@@ -11,8 +11,9 @@ import { EbpfprofError } from '../../src/errors';
 import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ, UNWIND_MODES } from '../../src/sampler/cpu-sampler';
 import { assertCanProfile, assertKernelSupportsProfiling } from '../../src/system/privileges';
 import { parseChoice, parseDuration, parseIntegerIn } from '../options';
+import { addStrictModeOptions, confineAfterLoad, planStrictMode, StrictModeFlags } from '../strict-mode';
 
-interface AgentFlags {
+interface AgentFlags extends StrictModeFlags {
   config?: string;
   endpoint?: string;
   freq?: string;
@@ -48,14 +49,23 @@ export function agentFlagsLayer(flags: AgentFlags): AgentConfigLayer {
   if (flags.logRoot !== undefined) layer.kubernetes = { logRoot: flags.logRoot };
   if (flags.trace !== undefined) layer.tracing = parseTraceList(flags.trace);
   if (flags.callGraph !== undefined) layer.callGraph = parseChoice(flags.callGraph, '--call-graph', UNWIND_MODES);
+  if (flags.enhanced !== undefined) layer.enhanced = [...planStrictMode({ enhanced: flags.enhanced }).policy.enabled];
   return layer;
 }
 
 export async function runAgent(flags: AgentFlags): Promise<number> {
   const layer = agentFlagsLayer(flags);
+  const strictMode = planStrictMode(flags);
   assertKernelSupportsProfiling();
   assertCanProfile();
   const agent = await Agent.start({ ...(flags.config ? { configFile: flags.config } : {}), flags: layer });
+  try {
+    // CAP_BPF stays: tracers are loaded when tracing is switched on while the agent runs.
+    confineAfterLoad(strictMode, false, `${new Date().toISOString()} ebpfprof agent`, true);
+  } catch (e) {
+    await agent.stop(0);
+    throw e;
+  }
   return new Promise<number>((resolve) => {
     let signals = 0;
     const onStop = (signal: NodeJS.Signals): void => {
@@ -75,7 +85,7 @@ export async function runAgent(flags: AgentFlags): Promise<number> {
 }
 
 export function registerAgent(program: Command): void {
-  program
+  const command = program
     .command('agent')
     .description('profile the whole node continuously and export OTLP Profiles to an OpenTelemetry Collector')
     .option('-c, --config <file>', 'YAML or JSON configuration, reloaded when it changes and on SIGHUP (docs/agent.md)')
@@ -85,8 +95,8 @@ export function registerAgent(program: Command): void {
     .option('--control <host:port>', 'loopback address of the health, metrics and control endpoint (default 127.0.0.1:8790), or off')
     .option('--log-root <dir>', "directory with the kubelet's pods/ and containers/ log directories (default /var/log)")
     .option('-g, --call-graph <mode>', 'how user stacks are walked: dwarf (unwind tables, default) or fp (frame pointers only)')
-    .option('--trace <list>', 'also trace and export OTLP metrics to <endpoint>/v1/metrics: tcp, sched, tcp,sched or none (default: the configuration, else none)')
-    .action(async (flags: AgentFlags) => {
-      process.exitCode = await runAgent(flags);
-    });
+    .option('--trace <list>', 'also trace and export OTLP metrics to <endpoint>/v1/metrics: tcp, sched, tcp,sched or none (default: the configuration, else none)');
+  addStrictModeOptions(command).action(async (flags: AgentFlags) => {
+    process.exitCode = await runAgent(flags);
+  });
 }

@@ -11,8 +11,9 @@ import { OffCpuSummary, OffCpuTarget, recordOffCpu } from '../../src/trace/offcp
 import { EXIT_FAILURE } from '../exit-codes';
 import { parseChoice, parsePid } from '../options';
 import { interruptSignal, optionalDuration, parseAttach, parseTimeThreshold, printHooks } from './trace-options';
+import { addStrictModeOptions, confineAfterLoad, planStrictMode, StrictModeFlags, StrictModePlan } from '../strict-mode';
 
-interface OffCpuFlags {
+interface OffCpuFlags extends StrictModeFlags {
   pid?: string;
   all?: boolean;
   duration?: string;
@@ -39,6 +40,7 @@ export interface OffCpuPlan {
   prefer?: AttachMethod;
   verbose: boolean;
   quiet: boolean;
+  strictMode: StrictModePlan;
 }
 
 /** Validates every flag before anything is loaded. */
@@ -61,6 +63,7 @@ export function planOffCpu(flags: OffCpuFlags): OffCpuPlan {
     ...(prefer ? { prefer } : {}),
     verbose: flags.verbose === true,
     quiet: flags.quiet === true,
+    strictMode: planStrictMode(flags),
   };
 }
 
@@ -87,7 +90,10 @@ export async function runOffCpu(plan: OffCpuPlan): Promise<number> {
       includeKernelThreads: plan.kernelThreads,
       ...(plan.prefer ? { prefer: plan.prefer } : {}),
       signal: stop.signal,
-      ...(plan.verbose ? { onAttached: (hooks) => printHooks('offcpu', hooks) } : {}),
+      onAttached: (hooks) => {
+        if (plan.verbose) printHooks('offcpu', hooks);
+        confineAfterLoad(plan.strictMode, plan.quiet);
+      },
       ...(plan.quiet
         ? {}
         : {
@@ -120,7 +126,7 @@ export async function runOffCpu(plan: OffCpuPlan): Promise<number> {
 }
 
 export function registerOffCpu(program: Command): void {
-  program
+  const command = program
     .command('offcpu')
     .description('record where threads block: off-CPU time with kernel and user stacks, as a profile')
     .usage('[options] (-p PID | -a)')
@@ -135,8 +141,8 @@ export function registerOffCpu(program: Command): void {
     .option('--kernel-threads', 'also trace kernel threads (with --all)')
     .option('--attach <method>', 'try this attach method first (tp_btf, raw_tp)')
     .option('-v, --verbose', 'say which attach method each hook uses and why')
-    .option('-q, --quiet', 'no progress or summary on stderr')
-    .action(async (flags: OffCpuFlags) => {
-      process.exitCode = await runOffCpu(planOffCpu(flags));
-    });
+    .option('-q, --quiet', 'no progress or summary on stderr');
+  addStrictModeOptions(command).action(async (flags: OffCpuFlags) => {
+    process.exitCode = await runOffCpu(planOffCpu(flags));
+  });
 }

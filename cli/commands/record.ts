@@ -10,8 +10,9 @@ import { assertCanProfile, assertKernelSupportsProfiling } from '../../src/syste
 import { EXIT_FAILURE } from '../exit-codes';
 import { parseChoice, parseDuration, parseIntegerIn, parsePid } from '../options';
 import { ProgressLine } from '../progress';
+import { addStrictModeOptions, confineAfterLoad, planStrictMode, StrictModeFlags, StrictModePlan } from '../strict-mode';
 
-interface RecordFlags {
+interface RecordFlags extends StrictModeFlags {
   pid?: string;
   all?: boolean;
   freq: string;
@@ -32,6 +33,7 @@ export interface RecordPlan {
   open: boolean;
   quiet: boolean;
   callGraph: UnwindMode;
+  strictMode: StrictModePlan;
 }
 
 /** Validates every flag before anything is loaded: bad input fails in one line, fast. */
@@ -54,6 +56,7 @@ export function planRecord(flags: RecordFlags, command: string[]): RecordPlan {
     open: flags.open === true,
     quiet: flags.quiet === true,
     callGraph: parseChoice(flags.callGraph, '--call-graph', UNWIND_MODES),
+    strictMode: planStrictMode(flags),
   };
 }
 
@@ -110,6 +113,7 @@ export async function runRecord(plan: RecordPlan): Promise<number> {
       ...(plan.durationMs !== undefined ? { durationMs: plan.durationMs } : {}),
       signal: abort.signal,
       callGraph: plan.callGraph,
+      onReady: () => void confineAfterLoad(plan.strictMode, plan.quiet),
       ...(plan.quiet ? {} : { onProgress: (p) => progress.update(p) }),
     });
   } finally {
@@ -143,7 +147,7 @@ export async function runRecord(plan: RecordPlan): Promise<number> {
 }
 
 export function registerRecord(program: Command): void {
-  program
+  const command = program
     .command('record')
     .description('record a CPU profile (kernel + user stacks) of a process, the whole host, or a command')
     .usage('[options] (-p PID | -a | -- CMD [ARGS...])')
@@ -156,8 +160,8 @@ export function registerRecord(program: Command): void {
     .option('--open', 'also write a flame-graph page next to the output and open it in a browser')
     .option('-g, --call-graph <mode>', `how user stacks are walked: dwarf (unwind tables from .eh_frame, frame pointers where none) or fp (frame pointers only)`, 'dwarf')
     .option('-q, --quiet', 'no progress or summary on stderr')
-    .argument('[command...]', 'command to start and profile until it exits (after --)')
-    .action(async (command: string[], flags: RecordFlags) => {
-      process.exitCode = await runRecord(planRecord(flags, command));
-    });
+    .argument('[command...]', 'command to start and profile until it exits (after --)');
+  addStrictModeOptions(command).action(async (argv: string[], flags: RecordFlags) => {
+    process.exitCode = await runRecord(planRecord(flags, argv));
+  });
 }

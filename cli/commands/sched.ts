@@ -11,8 +11,9 @@ import { cloneHistogram, formatNs, Log2Histogram, mean, mergeHistogram, quantile
 import type { CpuRunqueue, ProcessRunqueue } from '../../src/trace/runqlat';
 import { parseIntegerIn, parsePid } from '../options';
 import { interruptSignal, MetricsSender, optionalDuration, parseAttach, printHooks } from './trace-options';
+import { addStrictModeOptions, confineAfterLoad, planStrictMode, StrictModeFlags, StrictModePlan } from '../strict-mode';
 
-interface SchedFlags {
+interface SchedFlags extends StrictModeFlags {
   pid?: string;
   duration?: string;
   json?: boolean;
@@ -34,6 +35,7 @@ export interface SchedPlan {
   prefer?: AttachMethod;
   verbose: boolean;
   quiet: boolean;
+  strictMode: StrictModePlan;
 }
 
 export function planSched(flags: SchedFlags): SchedPlan {
@@ -50,6 +52,7 @@ export function planSched(flags: SchedFlags): SchedPlan {
     ...(prefer ? { prefer } : {}),
     verbose: flags.verbose === true,
     quiet: flags.quiet === true,
+    strictMode: planStrictMode(flags),
   };
 }
 
@@ -116,6 +119,12 @@ export async function runSched(plan: SchedPlan): Promise<number> {
   assertCanProfile();
   const session = await TracingSession.start({ sched: { ...(plan.pid !== undefined ? { pid: plan.pid } : {}), ...(plan.prefer ? { prefer: plan.prefer } : {}) } });
   if (plan.verbose) printHooks('sched', session.hooks().sched ?? []);
+  try {
+    confineAfterLoad(plan.strictMode, plan.quiet);
+  } catch (e) {
+    await session.stopWindow();
+    throw e;
+  }
   const sender = plan.otlpEndpoint ? new MetricsSender(plan.otlpEndpoint) : null;
   const totals = new SchedTotals();
   const stop = interruptSignal(plan.quiet, 'printing the histograms');
@@ -157,7 +166,7 @@ export async function runSched(plan: SchedPlan): Promise<number> {
 }
 
 export function registerSched(program: Command): void {
-  program
+  const command = program
     .command('sched')
     .description('run-queue latency (wakeup to running) histograms per CPU and per process')
     .option('-p, --pid <pid>', 'only this process (all its threads)')
@@ -168,8 +177,8 @@ export function registerSched(program: Command): void {
     .option('--export-interval <time>', 'how often to send OTLP metrics', '10s')
     .option('--attach <method>', 'try this attach method first (tp_btf, raw_tp)')
     .option('-v, --verbose', 'say which attach method each hook uses and why')
-    .option('-q, --quiet', 'no summary on stderr')
-    .action(async (flags: SchedFlags) => {
-      process.exitCode = await runSched(planSched(flags));
-    });
+    .option('-q, --quiet', 'no summary on stderr');
+  addStrictModeOptions(command).action(async (flags: SchedFlags) => {
+    process.exitCode = await runSched(planSched(flags));
+  });
 }

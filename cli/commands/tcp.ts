@@ -15,8 +15,9 @@ import { connectionRttNs, TcpAggregator, TcpRow } from '../../src/trace/tcp-aggr
 import type { TcpEvent } from '../../src/trace/tcp-records';
 import { parsePid } from '../options';
 import { interruptSignal, MetricsSender, optionalDuration, parseAttach, printHooks } from './trace-options';
+import { addStrictModeOptions, confineAfterLoad, planStrictMode, StrictModeFlags, StrictModePlan } from '../strict-mode';
 
-interface TcpFlags {
+interface TcpFlags extends StrictModeFlags {
   pid?: string;
   duration?: string;
   json?: boolean;
@@ -38,6 +39,7 @@ export interface TcpPlan {
   prefer?: AttachMethod;
   verbose: boolean;
   quiet: boolean;
+  strictMode: StrictModePlan;
 }
 
 export function planTcp(flags: TcpFlags): TcpPlan {
@@ -54,6 +56,7 @@ export function planTcp(flags: TcpFlags): TcpPlan {
     ...(prefer ? { prefer } : {}),
     verbose: flags.verbose === true,
     quiet: flags.quiet === true,
+    strictMode: planStrictMode(flags),
   };
 }
 
@@ -158,6 +161,12 @@ export async function runTcp(plan: TcpPlan): Promise<number> {
     tcp: { ...(plan.pid !== undefined ? { pid: plan.pid } : {}), ...(plan.prefer ? { prefer: plan.prefer } : {}), ...(onEvent ? { onEvent } : {}) },
   });
   if (plan.verbose) printHooks('tcp', session.hooks().tcp ?? []);
+  try {
+    confineAfterLoad(plan.strictMode, plan.quiet);
+  } catch (e) {
+    await session.stopWindow();
+    throw e;
+  }
   const sender = plan.otlpEndpoint ? new MetricsSender(plan.otlpEndpoint) : null;
   const stop = interruptSignal(plan.quiet, 'printing the connections');
   const started = Date.now();
@@ -198,7 +207,7 @@ export async function runTcp(plan: TcpPlan): Promise<number> {
 }
 
 export function registerTcp(program: Command): void {
-  program
+  const command = program
     .command('tcp')
     .description('TCP connect latency, failures, lifetime, bytes, RTT, retransmits and resets per process and peer')
     .option('-p, --pid <pid>', 'only this process')
@@ -209,8 +218,8 @@ export function registerTcp(program: Command): void {
     .option('--export-interval <time>', 'how often to send OTLP metrics', '10s')
     .option('--attach <method>', 'try this attach method first (tp_btf, tracepoint, raw_tp, fentry, kprobe)')
     .option('-v, --verbose', 'say which attach method each hook uses and why')
-    .option('-q, --quiet', 'no summary on stderr')
-    .action(async (flags: TcpFlags) => {
-      process.exitCode = await runTcp(planTcp(flags));
-    });
+    .option('-q, --quiet', 'no summary on stderr');
+  addStrictModeOptions(command).action(async (flags: TcpFlags) => {
+    process.exitCode = await runTcp(planTcp(flags));
+  });
 }

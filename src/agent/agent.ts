@@ -382,6 +382,10 @@ export class Agent {
   }
 
   private async setOverrides(body: unknown): Promise<Record<string, unknown>> {
+    // Leaving strict mode is a decision for whoever deploys the agent, never for a remote caller.
+    if (body !== null && typeof body === 'object' && 'enhanced' in body) {
+      throw new EbpfprofError('EBADARG', 'override: enhanced cannot be changed at run time: enhanced-mode items are enabled only in the configuration file or with --enhanced');
+    }
     const layer = configLayerFromObject(body, 'override');
     for (const [key, value] of [['control.listen', layer.controlListen], ['callGraph', layer.callGraph], ['unwindTableMiB', layer.unwindTableMiB]] as const) {
       if (value !== undefined) throw new EbpfprofError('EBADARG', `override: ${key} cannot be changed at run time; change the configuration and restart`);

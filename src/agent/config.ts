@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import { parseDocument } from 'yaml';
 import { EbpfprofError, errorMessage } from '../errors';
 import { MAX_FREQUENCY_HZ, MIN_FREQUENCY_HZ, UNWIND_MODES, UnwindMode } from '../sampler/cpu-sampler';
+import { EnhancedItemId, parseEnhancedItems } from '../system/intrusion-policy';
 import { parseSelector, ProcessFilter, Selector } from './selectors';
 
 export interface BudgetConfig {
@@ -75,6 +76,8 @@ export interface AgentConfig {
   callGraph: UnwindMode;
   /** Kernel memory for unwind tables with callGraph dwarf, MiB; fixed at start. */
   unwindTableMiB: number;
+  /** Enhanced-mode items allowed (src/system/intrusion-policy.ts); empty: strict mode. */
+  enhanced: EnhancedItemId[];
 }
 
 /** One source's settings: any subset of the keys. */
@@ -93,6 +96,7 @@ export interface AgentConfigLayer {
   tracing?: Partial<TracingConfig>;
   callGraph?: UnwindMode;
   unwindTableMiB?: number;
+  enhanced?: EnhancedItemId[];
 }
 
 export const DEFAULT_AGENT_CONFIG: AgentConfig = {
@@ -110,6 +114,7 @@ export const DEFAULT_AGENT_CONFIG: AgentConfig = {
   tracing: { tcp: false, sched: false },
   callGraph: 'dwarf',
   unwindTableMiB: 32,
+  enhanced: [],
 };
 
 export const PROFILES_PATH = '/v1development/profiles';
@@ -235,7 +240,7 @@ function selectors(value: unknown, key: string): Selector[] {
 
 // ------------------------------------------------------------------------------------ layers
 
-const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength', 'tracing', 'callGraph', 'unwindTableMiB'] as const;
+const TOP_KEYS = ['endpoint', 'frequencyHz', 'interval', 'filter', 'control', 'budget', 'export', 'kubernetes', 'hostName', 'resourceAttributes', 'commandLineMaxLength', 'tracing', 'callGraph', 'unwindTableMiB', 'enhanced'] as const;
 
 /** A configuration layer from a parsed YAML/JSON document (or a control request body). */
 export function configLayerFromObject(doc: unknown, where: string): AgentConfigLayer {
@@ -302,6 +307,11 @@ export function configLayerFromObject(doc: unknown, where: string): AgentConfigL
     if (tr.tcp !== undefined) layer.tracing.tcp = boolean(tr.tcp, k('tracing.tcp'));
     if (tr.sched !== undefined) layer.tracing.sched = boolean(tr.sched, k('tracing.sched'));
   }
+  if (o.enhanced !== undefined && o.enhanced !== null) {
+    const list = Array.isArray(o.enhanced) ? o.enhanced : [o.enhanced];
+    if (!list.every((x): x is string => typeof x === 'string')) throw new EbpfprofError('EBADARG', `${k('enhanced')} must be a list of item names, got ${JSON.stringify(o.enhanced)}`);
+    layer.enhanced = parseEnhancedItems(list, k('enhanced'), { requireImplemented: true });
+  }
   return layer;
 }
 
@@ -358,6 +368,7 @@ export function mergeConfig(base: AgentConfig, ...layers: AgentConfigLayer[]): A
     if (l.tracing) Object.assign(c.tracing, definedOnly(l.tracing));
     if (l.callGraph !== undefined) c.callGraph = l.callGraph;
     if (l.unwindTableMiB !== undefined) c.unwindTableMiB = l.unwindTableMiB;
+    if (l.enhanced !== undefined) c.enhanced = [...l.enhanced];
   }
   if (c.export.retryMaxMs < c.export.retryInitialMs) c.export.retryMaxMs = c.export.retryInitialMs;
   return c;
@@ -397,5 +408,6 @@ export function describeConfig(c: AgentConfig): Record<string, unknown> {
     tracing: { ...c.tracing },
     callGraph: c.callGraph,
     unwindTableMiB: c.unwindTableMiB,
+    enhanced: c.enhanced,
   };
 }

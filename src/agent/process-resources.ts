@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { ATTR, Attributes } from '../encode/otlp/semconv';
 import { KubernetesAttribution } from '../k8s/attribution';
 import { readProcStat } from '../process/proc';
+import { parseProcMaps } from '../symbolize/proc-maps';
 
 export const DEFAULT_COMMAND_LINE_MAX = 1024;
 
@@ -43,6 +44,26 @@ export function parseCmdline(buf: Buffer, max = DEFAULT_COMMAND_LINE_MAX): strin
 /** The target of /proc/PID/exe without the " (deleted)" the kernel appends for a removed file. */
 export function executableFromLink(link: string): string {
   return link.endsWith(' (deleted)') ? link.slice(0, -' (deleted)'.length) : link;
+}
+
+const AT_ENTRY = 9n;
+
+/**
+ * The executable of a process from its auxiliary vector (64-bit little-endian (type, value)
+ * pairs) and its maps: the file mapped where AT_ENTRY, the program's entry point, lies. The same
+ * file /proc/PID/exe names (the dynamic loader when it was run as the program). null if unknown.
+ */
+export function executableFromAuxv(auxv: Buffer, mapsText: string): string | null {
+  let entry: bigint | null = null;
+  for (let o = 0; o + 16 <= auxv.length; o += 16) {
+    const type = auxv.readBigUInt64LE(o);
+    if (type === 0n) break;
+    if (type === AT_ENTRY) entry = auxv.readBigUInt64LE(o + 8);
+  }
+  if (entry === null || entry > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  const at = Number(entry);
+  const m = parseProcMaps(mapsText).entries.find((e) => e.start <= at && at < e.end && e.kind === 'file');
+  return m ? m.path : null;
 }
 
 export interface ProcessResourcesOptions {
@@ -180,6 +201,14 @@ export class ProcessResources {
     return e.attributes;
   }
 
+  private executableFromAuxv(dir: string): string {
+    try {
+      return executableFromAuxv(fs.readFileSync(`${dir}/auxv`), fs.readFileSync(`${dir}/maps`, 'latin1')) ?? '';
+    } catch {
+      return '';
+    }
+  }
+
   private read(pid: number, comm: string): Entry {
     this.stats.reads++;
     const readAtNs = process.hrtime.bigint();
@@ -190,8 +219,11 @@ export class ProcessResources {
     let exePath = '';
     try {
       exePath = executableFromLink(fs.readlinkSync(`${dir}/exe`));
-    } catch {
-      // kernel thread, exited, or no access: the comm still names it
+    } catch (e) {
+      // After ebpfprof dropped its capabilities, the exe link of a process holding more is refused
+      // (ptrace-read access); auxv and maps are still readable (CAP_PERFMON) and name it too.
+      if ((e as NodeJS.ErrnoException).code === 'EACCES') exePath = this.executableFromAuxv(dir);
+      // else: kernel thread or exited: the comm still names it
     }
     const exeName = exePath ? path.basename(exePath) : comm || st?.comm || '';
     if (exeName) a[ATTR.processExecutableName] = exeName;

@@ -138,6 +138,31 @@ export interface NativeBpfObject {
   close(): void;
 }
 
+export interface DropCapabilitiesResult {
+  /** Threads that were asked to drop (the calling one included). */
+  threads: number;
+  /** Passes over /proc/self/task (a thread created meanwhile is caught by the next pass). */
+  rounds: number;
+  /** System calls that failed, per thread; prctl(PR_CAPBSET_DROP) fails with EPERM without CAP_SETPCAP. */
+  errors: { tid: number; errno: number; message: string; syscall: string }[];
+}
+
+/** What BPF_TASK_FD_QUERY says about a perf event or raw tracepoint fd. */
+export interface TaskFdInfo {
+  /** Id of the BPF program attached through the fd. */
+  progId: number;
+  /** enum bpf_task_fd_type: 0 raw tracepoint, 1 tracepoint, 2 kprobe, 3 kretprobe, 4 uprobe, 5 uretprobe. */
+  fdType: number;
+  /** The probed file (uprobes), function (kprobes) or tracepoint name. */
+  name: string;
+  /** Offset in the file (uprobes) or function (kprobes), bytes. */
+  probeOffset: number;
+  probeAddr: number;
+}
+
+export const BPF_FD_TYPE_UPROBE = 4;
+export const BPF_FD_TYPE_URETPROBE = 5;
+
 export interface NativeAddon {
   BpfObject: new (path: string, options?: { kernelBtfPath?: string }) => NativeBpfObject;
   libbpfVersion(): string;
@@ -150,6 +175,14 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   /** malloc_trim(0): hands memory malloc keeps but no longer uses back to the kernel. */
   releaseFreeMemory(): boolean;
+  /**
+   * On every thread of the process: permitted = effective = permitted ∩ keep (capability bit
+   * numbers), inheritable and ambient cleared, every other capability dropped from the bounding set
+   * (needs CAP_SETPCAP), and with noNewPrivs PR_SET_NO_NEW_PRIVS. Errors are returned per thread.
+   */
+  dropCapabilities(keep: number[], options?: { noNewPrivs?: boolean; timeoutMs?: number }): DropCapabilitiesResult;
+  /** BPF_TASK_FD_QUERY on fd `fd` of process `pid`; null if it carries no BPF program. Needs CAP_SYS_ADMIN. */
+  taskFdQuery(pid: number, fd: number): TaskFdInfo | null;
 }
 
 export const addonPath = path.join(packageRoot, 'addon', 'build', 'Release', 'ebpfprof_native.node');

@@ -40,6 +40,11 @@ export interface RecordOptions {
   /** Aborting stops the recording early; the profile so far is returned. */
   signal?: AbortSignal;
   onProgress?: (progress: RecordProgress) => void;
+  /**
+   * Called once everything privileged is open (programs loaded and attached, kallsyms read, the
+   * target observed, a command started), before the first drain: the CLI drops its capabilities here.
+   */
+  onReady?: () => void;
   /** stdio of a started command (default: inherit). */
   commandStdio?: 'inherit' | 'ignore';
   symbolizer?: Symbolizer;
@@ -226,6 +231,7 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
       folder.reobserve(target.pid);
     }
 
+    options.onReady?.();
     if (options.signal) {
       if (options.signal.aborted) end('aborted');
       else options.signal.addEventListener('abort', () => end('aborted'), { once: true });

@@ -29,6 +29,12 @@ export interface BinaryStoreStats {
   debugFilesRejected: Record<DebugRejection, number>;
   /** The path as the process sees it held another file than the mapping (inode differs). */
   inodeMismatches: number;
+  /**
+   * Binaries opened by their path in ebpfprof's own mount namespace, the same device and inode as
+   * the mapping, because the process's own view (/proc/PID/root) was refused: after ebpfprof drops
+   * its capabilities, that needs ptrace-read access, which strict mode does not have.
+   */
+  openedOutsideProcessView: number;
   descriptorsEvicted: number;
   /** Bytes read from binaries and debug files (headers, tables). */
   bytesRead: number;
@@ -45,9 +51,21 @@ export function newBinaryStoreStats(): BinaryStoreStats {
     debugFilesFound: 0,
     debugFilesRejected: { 'build-id-mismatch': 0, 'crc-mismatch': 0, malformed: 0, 'no-symtab': 0, 'same-file': 0 },
     inodeMismatches: 0,
+    openedOutsideProcessView: 0,
     descriptorsEvicted: 0,
     bytesRead: 0,
   };
+}
+
+/** A path that may serve a mapping only if it holds the same file: device (st_dev) and inode. */
+export interface ExactPath {
+  path: string;
+  dev: number;
+}
+
+/** st_dev of a device printed as major:minor (glibc's makedev). */
+export function deviceNumber(major: number, minor: number): number {
+  return Number(((BigInt(major) & 0xfffff000n) << 32n) | ((BigInt(major) & 0xfffn) << 8n) | ((BigInt(minor) & 0xffffff00n) << 12n) | (BigInt(minor) & 0xffn));
 }
 
 /** Identity of a file's contents when it has no build id. */
@@ -118,9 +136,10 @@ export class BinaryStore {
   /**
    * The binary behind a mapping, opened through the first of `paths` that holds the mapped inode
    * (the process's root view first, /proc/PID/map_files next); if none does, the first path that
-   * opens at all. `roots` are where its debug file may be.
+   * opens at all; if none opens, an `exact` path that holds the very file (device and inode).
+   * `roots` are where its debug file may be.
    */
-  open(paths: readonly string[], inode: number, binaryPath: string, roots: readonly string[]): BinaryModule | FileFailure {
+  open(paths: readonly string[], inode: number, binaryPath: string, roots: readonly string[], exact: readonly ExactPath[] = []): BinaryModule | FileFailure {
     let failure: FileFailure = 'file-missing';
     let fallback: string | null = null;
     for (const p of paths) {
@@ -145,6 +164,22 @@ export class BinaryStore {
         return this.adopt(o.fd, o.stat, fallback, binaryPath, roots);
       } catch (e) {
         failure = failureOf(e);
+      }
+    }
+    // Paths outside the process's view count only when they hold the very file that is mapped.
+    if (inode !== 0) {
+      for (const x of exact) {
+        let o: { fd: number; stat: fs.Stats };
+        try {
+          o = openForReading(x.path);
+        } catch {
+          continue;
+        }
+        if (o.stat.ino === inode && o.stat.dev === x.dev) {
+          this.stats.openedOutsideProcessView++;
+          return this.adopt(o.fd, o.stat, x.path, binaryPath, roots);
+        }
+        fs.closeSync(o.fd);
       }
     }
     this.countFailure(failure);

@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Mapping, FrameKind } from '../profile/model';
-import { BinaryModule, BinaryStore, BinaryStoreStats, FileFailure, failureOf, newBinaryStoreStats } from './binaries';
+import { BinaryModule, BinaryStore, BinaryStoreStats, deviceNumber, FileFailure, failureOf, newBinaryStoreStats } from './binaries';
 import { demangle } from './demangle';
 import { fileOffsetToVaddr, findBuildId, parseNotes } from './elf';
 import { ElfFile, openForReading } from './elf-file';
@@ -351,7 +351,10 @@ export class Symbolizer {
       // The process's own view first (container paths); map_files reaches deleted or replaced files.
       const paths = [`${this.procRoot}/${p.pid}/map_files/${hex(e.start)}-${hex(e.end)}`];
       if (!e.deleted) paths.unshift(`${p.root}${e.path}`);
-      const m = this.store.open(paths, e.inode, e.path, [p.root, '']);
+      // Without ptrace-read access (ebpfprof after dropping its capabilities) /proc/PID/root is
+      // refused; the same path in our own mount namespace serves if it is the very file mapped.
+      const exact = e.deleted ? [] : [{ path: e.path, dev: deviceNumber(e.devMajor, e.devMinor) }];
+      const m = this.store.open(paths, e.inode, e.path, [p.root, ''], exact);
       if (typeof m === 'string') r.failure = m;
       else {
         r.module = m;
@@ -543,8 +546,15 @@ export class Symbolizer {
     try {
       o = openForReading(`${p.root}/tmp/perf-${p.nsPid}.map`, fs.constants.O_NOFOLLOW);
     } catch (e) {
-      if (failureOf(e) !== 'file-missing') this.st.perfMapsRefused++;
-      return;
+      const failure = failureOf(e);
+      // /proc/PID/root refused (no ptrace-read access after ebpfprof dropped its capabilities): a
+      // process in our own pid namespace most likely shares our /tmp; the owner check still applies.
+      const own = failure === 'file-permission' && p.nsPid === p.pid ? this.openHostPerfMap(p) : failure;
+      if (typeof own === 'string') {
+        if (own !== 'file-missing') this.st.perfMapsRefused++;
+        return;
+      }
+      o = own;
     }
     if ((o.stat.uid !== p.uid && o.stat.uid !== 0) || o.stat.size > MAX_PERF_MAP_BYTES) {
       this.st.perfMapsRefused++;
@@ -554,6 +564,14 @@ export class Symbolizer {
     p.perfMap = { fd: o.fd, parsedBytes: 0, table: null };
     this.st.perfMapsLoaded++;
     this.reloadPerfMap(p, p.perfMap);
+  }
+
+  private openHostPerfMap(p: ProcessState): { fd: number; stat: fs.Stats } | FileFailure {
+    try {
+      return openForReading(`/tmp/perf-${p.pid}.map`, fs.constants.O_NOFOLLOW);
+    } catch (e) {
+      return failureOf(e);
+    }
   }
 
   /** Re-reads the perf map if it grew since it was parsed; true when the table changed. */

@@ -79,6 +79,8 @@ export interface ProcessCapabilities {
   ambient?: bigint;
   /** Real, effective, saved and filesystem uid from the Uid: line; undefined if absent. */
   uids?: { real: number; effective: number; saved: number; fs: number };
+  /** NoNewPrivs: (Linux 4.10+): execve can grant no privileges. undefined when the line is absent. */
+  noNewPrivs?: boolean;
 }
 
 export function capabilityBit(cap: Capability): number {
@@ -147,6 +149,8 @@ export function parseCapabilities(text: string | Buffer): ProcessCapabilities {
   if (bnd !== undefined) caps.bounding = bnd;
   if (amb !== undefined) caps.ambient = amb;
   if (uids) caps.uids = uids;
+  const nnp = fields.get('NoNewPrivs');
+  if (nnp === '0' || nnp === '1') caps.noNewPrivs = nnp === '1';
   return caps;
 }
 

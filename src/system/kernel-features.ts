@@ -36,6 +36,7 @@ import {
   readCapabilities,
   type ProcessCapabilities,
 } from './capabilities';
+import { IntrusionPolicy, requireIntrusion } from './intrusion-policy';
 
 export type FeatureId =
   | 'kernel_version'
@@ -368,7 +369,9 @@ function probeSpec(kind: ProbeKind, cpus: number[], libc: string | undefined): P
         target: `${libc ?? 'libc'}:getuid in this process only`,
         attach: (o) => {
           if (!libc) throw new Error('no libc is mapped into this process: nothing to put a uprobe on');
-          // pid filter: the breakpoint is installed in this process's mapping of libc only.
+          // pid filter: the breakpoint is installed in this process's mapping of libc only. The
+          // guard allows it because ebpfprof's own process is not an observed one.
+          requireIntrusion(IntrusionPolicy.strict(), 'uprobes', { pid: process.pid });
           return o.attachUprobe('probe_uprobe', { path: libc, functionName: 'getuid', pid: process.pid });
         },
         trigger: () => {
