@@ -475,7 +475,9 @@ Napi::Value BpfObject::MapEntries(const Napi::CallbackInfo& info) {
   bool done = false;
 
   if (IsHash(bpf_map__type(map))) {
-    size_t chunk = std::min<size_t>(std::max<uint32_t>(bpf_map__max_entries(map), 1), 4096);
+    // Up to 4096 entries or 256 KiB of values per batch: a map with large values (unwound stacks,
+    // 1 KiB each) must not make every drain allocate megabytes that the allocator then keeps.
+    size_t chunk = std::min<size_t>({std::max<uint32_t>(bpf_map__max_entries(map), 1), size_t{4096}, std::max<size_t>(size_t{256 << 10} / std::max<size_t>(vs, 1), 16)});
     std::vector<uint8_t> in_token(std::max<size_t>(ks, 8)), out_token(std::max<size_t>(ks, 8));
     bool first = true;
     LIBBPF_OPTS(bpf_map_batch_opts, bopts);

@@ -176,9 +176,9 @@ export async function record(options: RecordOptions): Promise<RecordResult> {
     }
   };
 
-  // A --pid target is registered with the unwinder before sampling starts (the sampler registers
-  // what is queued right after loading): its very first samples are unwound with tables.
-  if (target) unwinder?.addProcess(target.pid);
+  // A --pid target's tables are built before sampling starts, and the sampler registers it right
+  // after loading: its very first samples are unwound with tables.
+  if (target && unwinder) await unwinder.prepare(target.pid);
   let liveness: NodeJS.Timeout | null = null;
   let sampler: CpuSampler;
   try {

@@ -46,14 +46,36 @@ const SHF_COMPRESSED = 0x800;
 const ELFCOMPRESS_ZLIB = 1;
 const MAX_CFI_BYTES = 256 * 1024 * 1024;
 
+/**
+ * The bytes a table is built from: read from the file (cheap, I/O) apart from building the table
+ * (CPU: parsing every FDE), so that builds can be queued and spread over the event loop (table-builder.ts).
+ */
+export interface CfiInputs {
+  /** .eh_frame, .debug_frame or the PT_GNU_EH_FRAME-located .eh_frame; null when there is none. */
+  section: CfiSection | null;
+  source: LoadedUnwindTable['source'];
+  /** A Go binary's .gopclntab and the address its entry offsets are relative to. */
+  go: { pclntab: Buffer; textStart: number } | null;
+  maxRows: number;
+}
+
 /** The unwind table of `elf`, or why there is none. Never throws for bad input. */
 export function loadUnwindTable(elf: ElfFile, options: UnwindTableOptions): LoadedUnwindTable | UnwindTableFailure {
+  const inputs = readCfiInputs(elf, options);
+  return typeof inputs === 'string' ? inputs : buildUnwindTable(inputs);
+}
+
+/** The sections a table of `elf` is built from, or why there is none. Never throws for bad input. */
+export function readCfiInputs(elf: ElfFile, options: UnwindTableOptions): CfiInputs | UnwindTableFailure {
   let section: CfiSection | null;
   let source: LoadedUnwindTable['source'];
-  const builder = new UnwindTableBuilder(options.maxRows);
-  let go: GoDeltaStats | null = null;
+  let go: CfiInputs['go'] = null;
   try {
-    if (options.go) go = goStackDeltas(elf, builder);
+    if (options.go) {
+      const pcln = elf.section('.gopclntab');
+      const text = elf.section('.text');
+      if (pcln !== null && text !== null && pcln.type !== SHT_NOBITS) go = { pclntab: elf.sectionData(pcln, '.gopclntab'), textStart: text.addr };
+    }
     const eh = elf.section('.eh_frame');
     const debug = options.go ? null : elf.section('.debug_frame');
     if (eh !== null && eh.type !== SHT_NOBITS && eh.size > 0) {
@@ -69,29 +91,27 @@ export function loadUnwindTable(elf: ElfFile, options: UnwindTableOptions): Load
       source = 'PT_GNU_EH_FRAME';
     }
   } catch (e) {
-    if (e instanceof TableTooLargeError) return 'too-many-rows';
     if (e instanceof ElfFormatError || e instanceof CfiFormatError) return 'malformed-cfi';
     throw e;
   }
   if (section === null && go === null) return 'no-cfi';
-  try {
-    const cfi = section === null ? newCfiStats() : parseCallFrameInfo(section, builder);
-    const { table, stats } = builder.build();
-    if (table.pcs.length === 0) return 'no-cfi';
-    return { table, source: section === null ? null : source, cfi, go, stats };
-  } catch (e) {
-    if (e instanceof TableTooLargeError) return 'too-many-rows';
-    if (e instanceof CfiFormatError) return 'malformed-cfi';
-    throw e;
-  }
+  return { section, source: section === null ? null : source, go, maxRows: options.maxRows };
 }
 
-/** Rows of the Go functions into `builder`, or null when the binary has no .gopclntab. */
-function goStackDeltas(elf: ElfFile, builder: UnwindTableBuilder): GoDeltaStats | null {
-  const pcln = elf.section('.gopclntab');
-  const text = elf.section('.text');
-  if (pcln === null || text === null || pcln.type === SHT_NOBITS) return null;
-  return parseGoStackDeltas(elf.sectionData(pcln, '.gopclntab'), text.addr, builder);
+/** Parses the inputs into a table (pure CPU work). Never throws for bad input. */
+export function buildUnwindTable(inputs: CfiInputs): LoadedUnwindTable | UnwindTableFailure {
+  const builder = new UnwindTableBuilder(inputs.maxRows);
+  try {
+    const go = inputs.go === null ? null : parseGoStackDeltas(inputs.go.pclntab, inputs.go.textStart, builder);
+    const cfi = inputs.section === null ? newCfiStats() : parseCallFrameInfo(inputs.section, builder);
+    const { table, stats } = builder.build();
+    if (table.pcs.length === 0) return 'no-cfi';
+    return { table, source: inputs.source, cfi, go, stats };
+  } catch (e) {
+    if (e instanceof TableTooLargeError) return 'too-many-rows';
+    if (e instanceof CfiFormatError || e instanceof ElfFormatError) return 'malformed-cfi';
+    throw e;
+  }
 }
 
 /** .debug_frame bytes, inflated when SHF_COMPRESSED with zlib; null for another compression. */

@@ -13,7 +13,8 @@ import * as fs from 'node:fs';
 import { ExecutableMapping, Symbolizer } from '../symbolize/symbolizer';
 import { PF_X, PT_LOAD, ProgramHeader } from '../symbolize/elf';
 import { BufferSource, ElfFile } from '../symbolize/elf-file';
-import { loadUnwindTable, LoadedUnwindTable, UnwindTableFailure } from './elf-unwind';
+import { CfiInputs, LoadedUnwindTable, readCfiInputs, UnwindTableFailure } from './elf-unwind';
+import { TableBuilder } from './table-builder';
 import {
   CHUNK_SIZE,
   DEFAULT_PROCS,
@@ -25,7 +26,7 @@ import {
   NO_TABLE,
   u32Key,
 } from './kernel-layout';
-import { TableStoreStats, UnwindMapWriter, UnwindTableStore } from './table-store';
+import { ResidentTable, TableStoreStats, UnwindMapWriter, UnwindTableStore } from './table-store';
 
 export interface ProcessUnwinderOptions {
   /** Kernel memory for unwind tables, bytes (default 32 MiB: /usr/bin/node takes 2.9). */
@@ -63,6 +64,13 @@ export interface UnwinderStats {
   kernel: TableStoreStats;
 }
 
+/** Where a mapping's table comes from: its key (the binary), its segments, how to read its inputs. */
+interface TableSource {
+  key: string;
+  segments: readonly ProgramHeader[];
+  readInputs: () => CfiInputs | BinaryTableFailure;
+}
+
 interface Registration {
   /** Table keys this registration holds a reference on. */
   keys: string[];
@@ -78,6 +86,13 @@ export class ProcessUnwinder {
   private readonly registered = new Map<number, Registration>();
   /** Binaries whose table could not be built, by key: not parsed again. */
   private readonly failures = new Map<string, BinaryTableFailure>();
+  /** Tables being built (table-builder.ts: one per event-loop turn), by key, and the processes to register again when they are ready. */
+  private readonly building = new Map<string, Promise<void>>();
+  private readonly waiting = new Map<string, Set<number>>();
+  /** Tables built before attach() (prepare()), uploaded when a process first needs them. */
+  private readonly built = new Map<string, LoadedUnwindTable>();
+  private readonly builder = new TableBuilder();
+  private closed = false;
   private readonly chunks: number;
   private readonly tables: number;
   private readonly procs: number;
@@ -119,11 +134,39 @@ export class ProcessUnwinder {
     this.pending.clear();
   }
 
-  /** The kernel side is gone (sampler closed) or unavailable (`reason`): registrations stop. */
+  /**
+   * The kernel side is gone (sampler closed) or unavailable (`reason`): registrations stop, the
+   * queued builds finish, tables built for it are dropped.
+   */
   detach(reason?: string): void {
     this.writer = null;
+    this.store = null;
+    this.closed = true;
     this.registered.clear();
+    this.built.clear();
+    this.waiting.clear();
+    this.builder.close();
     if (reason !== undefined) this.disabledReason = reason;
+  }
+
+  /**
+   * Before the sampler loads (record --pid): reads `pid`'s mappings and builds the tables of its
+   * binaries, so that attach() registers it with every table and its first samples are complete.
+   */
+  async prepare(pid: number): Promise<void> {
+    this.addProcess(pid);
+    let mappings = this.symbolizer.executableMappings(pid);
+    if (mappings === null) {
+      this.symbolizer.observeProcess(pid);
+      mappings = this.symbolizer.executableMappings(pid);
+    }
+    if (mappings === null) return;
+    const builds: Promise<void>[] = [];
+    for (const m of mappings) {
+      const source = this.tableSource(m);
+      if (source !== null && !this.failures.has(source.key) && !this.built.has(source.key)) builds.push(this.requestBuild(source, null));
+    }
+    await Promise.all(builds);
   }
 
   get attached(): boolean {
@@ -166,8 +209,13 @@ export class ProcessUnwinder {
     const store = this.store!;
     const entries: Array<KernelMapping & { key: string | null }> = [];
     let fileTables = 0;
+    let building = 0;
     for (const m of mappings) {
-      const placed = this.place(m);
+      let placed = this.place(pid, m);
+      if (placed === 'building') {
+        building++;
+        placed = null;
+      }
       if (placed !== null && m.kind === 'file') fileTables++;
       entries.push({
         start: m.start,
@@ -182,9 +230,10 @@ export class ProcessUnwinder {
     const placedKeys = entries.map((e) => e.key).filter((k): k is string => k !== null);
     const old = this.registered.get(pid);
     if (fileTables === 0) {
-      // Nothing to unwind with tables: frame pointers and the kernel's stack map do as well.
+      // Nothing to unwind with tables (yet: when a table being built is ready, the process is
+      // registered again): frame pointers and the kernel's stack map do as well.
       for (const k of placedKeys) this.unref(k);
-      this.st.processesWithoutTables++;
+      if (building === 0) this.st.processesWithoutTables++;
       this.unregister(pid);
       return;
     }
@@ -212,57 +261,114 @@ export class ProcessUnwinder {
     this.st.registrations++;
   }
 
-  /** The table and bias for one mapping, or null (frame-pointer steps there). */
-  private place(m: ExecutableMapping): { tableId: number; bias: bigint; key: string } | null {
-    let key: string;
-    let segments: readonly ProgramHeader[];
-    let build: () => LoadedUnwindTable | BinaryTableFailure;
-    if (m.kind === 'file' && m.module !== null) {
-      const mod = m.module;
-      key = mod.symbolKey;
-      segments = mod.summary.segments;
-      build = () => {
-        const r = this.symbolizer.withBinary(mod, (elf) => loadUnwindTable(elf, { maxRows: this.maxRows, go: mod.summary.isGo }));
-        return typeof r === 'string' && !isTableFailure(r) ? 'unreadable' : (r as LoadedUnwindTable | UnwindTableFailure);
-      };
-    } else if (m.kind === 'vdso') {
-      const v = this.symbolizer.vdsoImage();
-      if (v === null) return null;
-      key = `vdso:${v.summary.buildId}:${v.size}`;
-      segments = v.summary.segments;
-      build = () => loadUnwindTable(new ElfFile(new BufferSource(v.image)), { maxRows: this.maxRows });
-    } else {
-      return null; // anonymous memory (JIT code), unreadable files
-    }
-    if (!this.ensureTable(key, build)) return null;
-    const t = this.store!.get(key)!;
-    const bias = biasOf(m, segments, t.base);
+  /**
+   * The table and bias for one mapping of `pid`, or null (frame-pointer steps there). A table not
+   * built yet is queued for building; `pid` is registered again when it is ready.
+   */
+  private place(pid: number, m: ExecutableMapping): { tableId: number; bias: bigint; key: string } | 'building' | null {
+    const source = this.tableSource(m);
+    if (source === null) return null;
+    const t = this.tableFor(source, pid);
+    if (t === null || t === 'building') return t;
+    const bias = biasOf(m, source.segments, t.base);
     if (bias === null) return null;
     t.refs++;
-    return { tableId: t.id, bias, key };
+    return { tableId: t.id, bias, key: source.key };
   }
 
-  /** True when the table of `key` is resident, building and loading it on first use. */
-  private ensureTable(key: string, build: () => LoadedUnwindTable | BinaryTableFailure): boolean {
-    if (this.failures.has(key)) return false;
-    if (this.store!.get(key) !== undefined) return true;
-    const t0 = performance.now();
-    const r = build();
-    this.st.tableBuildMs += performance.now() - t0;
-    if (typeof r === 'string') {
-      this.failures.set(key, r);
-      if (this.failures.size > MAX_REMEMBERED_FAILURES) this.failures.delete(this.failures.keys().next().value!);
-      this.st.binariesWithoutTables[r]++;
-      return false;
+  /** Which binary's table a mapping needs, and how to read its inputs; null: none (anonymous memory, JIT code, unreadable files). */
+  private tableSource(m: ExecutableMapping): TableSource | null {
+    if (m.kind === 'file' && m.module !== null) {
+      const mod = m.module;
+      return {
+        key: mod.symbolKey,
+        segments: mod.summary.segments,
+        readInputs: () => {
+          const r = this.symbolizer.withBinary(mod, (elf) => readCfiInputs(elf, { maxRows: this.maxRows, go: mod.summary.isGo }));
+          return typeof r === 'string' && !isTableFailure(r) ? 'unreadable' : (r as CfiInputs | UnwindTableFailure);
+        },
+      };
     }
-    this.st.largestTableRows = Math.max(this.st.largestTableRows, r.table.pcs.length);
-    if (this.store!.load(key, r.table) === null) {
-      // Not remembered: the budget may have room later, when processes using other tables are gone.
+    if (m.kind === 'vdso') {
+      const v = this.symbolizer.vdsoImage();
+      if (v === null) return null;
+      return { key: `vdso:${v.summary.buildId}:${v.size}`, segments: v.summary.segments, readInputs: () => readCfiInputs(new ElfFile(new BufferSource(v.image)), { maxRows: this.maxRows }) };
+    }
+    return null;
+  }
+
+  /** The resident table of `source`, uploading one built earlier; 'building' once a build is requested; null: none. */
+  private tableFor(source: TableSource, pid: number): ResidentTable | 'building' | null {
+    const key = source.key;
+    if (this.failures.has(key)) return null;
+    const resident = this.store!.get(key);
+    if (resident !== undefined) return resident;
+    const built = this.built.get(key);
+    if (built !== undefined) {
+      this.built.delete(key);
+      return this.upload(key, built);
+    }
+    void this.requestBuild(source, pid);
+    return this.building.has(key) ? 'building' : null;
+  }
+
+  /**
+   * Builds the table of `source` (once per key at a time, table-builder.ts); `pid` is registered again
+   * when it is ready. Before attach() the table is kept until then; after, it is uploaded at once.
+   */
+  private requestBuild(source: TableSource, pid: number | null): Promise<void> {
+    const key = source.key;
+    if (pid !== null) {
+      let w = this.waiting.get(key);
+      if (w === undefined) this.waiting.set(key, (w = new Set()));
+      w.add(pid);
+    }
+    const inFlight = this.building.get(key);
+    if (inFlight !== undefined) return inFlight;
+    const inputs = source.readInputs();
+    if (typeof inputs === 'string') {
+      this.fail(key, inputs);
+      this.waiting.delete(key);
+      return Promise.resolve();
+    }
+    const done = this.builder.build(inputs).then(({ result, ms }) => {
+      this.building.delete(key);
+      this.st.tableBuildMs += ms;
+      const pids = this.waiting.get(key) ?? new Set<number>();
+      this.waiting.delete(key);
+      if (typeof result === 'string') {
+        this.fail(key, result);
+        return;
+      }
+      this.st.largestTableRows = Math.max(this.st.largestTableRows, result.table.pcs.length);
+      if (this.closed) return;
+      if (this.store === null) {
+        this.built.set(key, result); // before attach(): uploaded when a process first needs it
+        return;
+      }
+      this.upload(key, result);
+      // Register them again, now with this table (a process that is gone is skipped by addProcess).
+      for (const p of pids) this.addProcess(p);
+    });
+    this.building.set(key, done);
+    return done;
+  }
+
+  private fail(key: string, why: BinaryTableFailure): void {
+    this.failures.set(key, why);
+    if (this.failures.size > MAX_REMEMBERED_FAILURES) this.failures.delete(this.failures.keys().next().value!);
+    this.st.binariesWithoutTables[why]++;
+  }
+
+  /** Uploads a built table; null when the kernel's budget has no room (not remembered: it may later). */
+  private upload(key: string, loaded: LoadedUnwindTable): ResidentTable | null {
+    const t = this.store!.load(key, loaded.table);
+    if (t === null) {
       this.st.binariesWithoutTables['budget-full']++;
-      return false;
+      return null;
     }
     this.st.binariesWithTables++;
-    return true;
+    return t;
   }
 
   private unref(key: string): void {

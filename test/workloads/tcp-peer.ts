@@ -3,7 +3,7 @@
  * A TCP peer for the TCP tracing tests, run inside a test's network namespace:
  *   server PORT [--reply BYTES] [--abort]   accept; read until the client half-closes; reply; close.
  *                                           --abort: reset every connection at once (SO_LINGER 0).
- *   client HOST PORT --send BYTES [--count N] [--chunk BYTES]
+ *   client HOST PORT --send BYTES [--count N] [--chunk BYTES] [--linger-ms MS]
  *                                           N connections one after another: send, half-close, read
  *                                           the reply to its end. Prints a JSON summary.
  *   refused HOST PORT                       one connect to a closed port; prints the error code.
@@ -57,6 +57,8 @@ async function client(host: string, port: number): Promise<void> {
   const chunk = arg('--chunk', 65536);
   const results = [];
   for (let i = 0; i < count; i++) results.push(await once(host, port, bytes, chunk));
+  // --linger-ms: stay alive a while after the connections, for tests that read this process's /proc.
+  await new Promise((r) => setTimeout(r, arg('--linger-ms', 0)));
   process.stdout.write(`${JSON.stringify(results)}\n`);
 }
 
