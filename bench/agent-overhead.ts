@@ -13,7 +13,7 @@
  * a shell starting a short-lived process about every 50 ms (exec and exit churn: new processes to
  * attribute and symbolize). Runs alternate 19 Hz and 99 Hz; medians over the rounds are reported.
  *
- *   node dist/bench/agent-overhead.js [--rounds 3] [--seconds 120] [--warmup 20] [--json out.json]
+ *   node dist/bench/agent-overhead.js [--rounds 3] [--seconds 120] [--warmup 20] [--call-graph dwarf|fp] [--json out.json]
  *
  * Needs root, gcc, Go (to build the Collector once). Prints a Markdown table for BENCHMARKS.md.
  */
@@ -35,8 +35,14 @@ function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** run_time_ns and run_cnt of the BPF programs the process holds (bpftool lists their owners). */
-function bpfStats(pid: number, name: string): { ns: number; runs: number } {
+/** `--call-graph dwarf|fp` (default dwarf): how the agent walks user stacks. */
+function callGraph(): string {
+  return argString('--call-graph') ?? 'dwarf';
+}
+
+/** run_time_ns and run_cnt of the agent's sampling program (bpftool lists the owners of programs). */
+function bpfStats(pid: number): { ns: number; runs: number } {
+  const name = callGraph() === 'fp' ? 'on_sample' : 'on_sample_dwarf';
   const r = spawnSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' });
   let ns = 0;
   let runs = 0;
@@ -84,7 +90,7 @@ interface Run {
 
 async function runOnce(hz: number, round: number, collector: TestCollector, dir: string, seconds: number, warmup: number): Promise<Run> {
   const config = path.join(dir, `agent-${hz}.yaml`);
-  fs.writeFileSync(config, `endpoint: ${collector.endpoint}\nfrequencyHz: ${hz}\ninterval: 10s\ncontrol: {listen: "127.0.0.1:0"}\n`);
+  fs.writeFileSync(config, `endpoint: ${collector.endpoint}\nfrequencyHz: ${hz}\ninterval: 10s\ncontrol: {listen: "127.0.0.1:0"}\ncallGraph: ${callGraph()}\n`);
   const agent = spawn(process.execPath, ['--max-semi-space-size=1', CLI, 'agent', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   agent.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -100,7 +106,7 @@ async function runOnce(hz: number, round: number, collector: TestCollector, dir:
   const t0 = Date.now();
   const ticks0 = cpuTicks(pid) ?? 0;
   const m0 = await metrics(url);
-  const bpf0 = bpfStats(pid, 'on_sample');
+  const bpf0 = bpfStats(pid);
   const rss: number[] = [];
   while (Date.now() - t0 < seconds * 1000) {
     rss.push(statusKiB(pid, 'VmRSS') / 1024);
@@ -109,7 +115,7 @@ async function runOnce(hz: number, round: number, collector: TestCollector, dir:
   const wall = (Date.now() - t0) / 1000;
   const ticks1 = cpuTicks(pid) ?? 0;
   const m1 = await metrics(url);
-  const bpf1 = bpfStats(pid, 'on_sample');
+  const bpf1 = bpfStats(pid);
   const hwm = statusKiB(pid, 'VmHWM') / 1024;
   agent.kill('SIGTERM');
   await new Promise((resolve) => agent.once('exit', resolve));
@@ -175,7 +181,7 @@ async function main(): Promise<void> {
     const rs = runs.filter((r) => r.hz === hz);
     const bpf = rs.map((r) => r.bpfNsPerSample).filter((x): x is number => x !== null);
     lines.push(
-      `| ${hz} Hz | ${range(rs.map((r) => r.cpuPct), 2)} | ${range(rs.map((r) => r.rssMeanMiB), 1)} MiB | ${range(rs.map((r) => r.rssMaxMiB), 1)} MiB | ${range(rs.map((r) => r.hwmMiB), 1)} MiB | ` +
+      `| ${hz} Hz, --call-graph ${callGraph()} | ${range(rs.map((r) => r.cpuPct), 2)} | ${range(rs.map((r) => r.rssMeanMiB), 1)} MiB | ${range(rs.map((r) => r.rssMaxMiB), 1)} MiB | ${range(rs.map((r) => r.hwmMiB), 1)} MiB | ` +
         `${range(rs.map((r) => r.egressKiBPerMin), 1)} KiB | ${range(rs.map((r) => r.samplesPerSec), 1)} | ${rs.reduce((a, r) => a + r.lost, 0)} of ${rs.reduce((a, r) => a + r.samples, 0)} | ` +
         `${range(rs.map((r) => r.processes), 0)} | ${bpf.length ? range(bpf, 0) : 'n/a'} | ${rs.reduce((a, r) => a + r.exportFailures, 0)} |`,
     );

@@ -201,6 +201,9 @@ struct walk {
 	__u64 bp;
 	__u64 hash;
 	struct unwind_scratch *scratch;
+	/* The process's mappings, looked up once per walk (an entry deleted meanwhile by exec or exit
+	 * stays readable until the program ends). */
+	struct unwind_proc *proc;
 	__u32 tgid;
 	__u32 depth;       /* frames written to scratch */
 	__u32 end;         /* STAT_UNWIND_END_* once the walk stopped, 0 while walking */
@@ -221,14 +224,11 @@ static long mapping_step(__u32 i, void *arg)
 {
 	struct walk *w = arg;
 	struct unwind_scratch *s = w->scratch;
-	struct unwind_proc *proc;
+	struct unwind_proc *proc = w->proc;
 	struct unwind_mapping *m;
 	__u32 mid;
 
-	if (!s || s->lo >= s->hi)
-		return 1;
-	proc = bpf_map_lookup_elem(&unwind_procs, &w->tgid);
-	if (!proc)
+	if (!s || !proc || s->lo >= s->hi)
 		return 1;
 	mid = (s->lo + s->hi) / 2;
 	m = &proc->maps[mid & (UNWIND_MAX_MAPPINGS - 1)];
@@ -353,8 +353,8 @@ static long unwind_step(__u32 i, void *arg)
 	w->depth = i + 1;
 	w->hash = (w->hash ^ pc) * 0x100000001b3ULL;
 
-	proc = bpf_map_lookup_elem(&unwind_procs, &w->tgid);
-	if (!proc) { /* dropped meanwhile (exec, exit) */
+	proc = w->proc;
+	if (!proc) {
 		w->end = STAT_UNWIND_END_UNKNOWN_PC;
 		return 1;
 	}
@@ -482,7 +482,7 @@ next:
  * Returns the number of frames (0: no user stack) and their hash in *hash. Every walk ends in
  * exactly one STAT_UNWIND_END_* counter.
  */
-static __always_inline __u32 unwind_user(__u32 tgid, __u64 *hash)
+static __always_inline __u32 unwind_user(__u32 tgid, struct unwind_proc *proc, __u64 *hash)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct unwind_scratch *scratch;
@@ -509,6 +509,7 @@ static __always_inline __u32 unwind_user(__u32 tgid, __u64 *hash)
 	if (!w.scratch)
 		return 0;
 	w.tgid = tgid;
+	w.proc = proc;
 	w.hash = 0xcbf29ce484222325ULL;
 	bpf_loop(MAX_STACK_DEPTH, unwind_step, &w, 0);
 	count_stat(w.end ? w.end : STAT_UNWIND_END_TRUNCATED);
@@ -552,14 +553,16 @@ static __always_inline int unwind_into(struct bpf_perf_event_data *ctx, __u32 tg
 				       void *ustacks, struct count_key *key)
 {
 	struct unwind_scratch *scratch;
+	struct unwind_proc *proc;
 	__u32 zero = 0, depth;
 	__u64 hash = 0;
 
-	if (!bpf_map_lookup_elem(&unwind_procs, &tgid)) {
+	proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
+	if (!proc) {
 		count_stat(STAT_UNWIND_NO_PROCESS);
 		return -1;
 	}
-	depth = unwind_user(tgid, &hash);
+	depth = unwind_user(tgid, proc, &hash);
 	if (depth == 0)
 		return 0;
 	key->ustack_hash = hash;
