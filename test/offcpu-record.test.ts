@@ -53,13 +53,17 @@ t.test('blocked time goes to the function that blocked, in the shares built in',
 t.test('--min-block leaves short blocks out and counts them', async (t) => {
   if (!(await requireKernelFeature(t, 'btf'))) return;
   if (!(await requireKernelFeature(t, 'root'))) return;
-  const w = startWorkload(buildWorkload('blocker'), ['30']);
+  // Naps of 2 ms against a 20 ms threshold: a nap is kept only if its thread then waited 18 ms for
+  // a CPU (off-CPU time runs from switch-out to switch-in), which a loaded CI machine can do rarely.
+  const w = startWorkload(buildWorkload('blocker'), ['30', '2']);
   t.teardown(() => w.child.kill());
   const { profile, summary } = await recordOffCpu({ target: { kind: 'pid', pid: w.pid }, durationMs: 1500, minBlockNs: 20e6 });
   const main = profile.samples.filter((s) => s.tid === w.pid);
   t.ok(withFrame(profile, main, 'wait_pipe').length > 0, 'the 30 ms blocks stay');
-  t.equal(withFrame(profile, main, 'nap').length, 0, 'the 10 ms naps are left out');
-  t.ok(summary.tracer.short > 0, `and counted (${summary.tracer.short})`);
+  t.ok(summary.tracer.short > 0, `short blocks are counted (${summary.tracer.short})`);
+  const napsKept = withFrame(profile, main, 'nap').reduce((n, s) => n + s.count, 0);
+  t.ok(napsKept <= Math.max(1, 0.05 * summary.tracer.short), `the 2 ms naps are left out (${napsKept} kept, ${summary.tracer.short} short blocks counted)`);
+  for (const s of profile.samples) t.ok(s.cpuNs >= s.count * 20e6, `every kept block is at least 20 ms (${s.count} blocks, ${(s.cpuNs / 1e6).toFixed(1)} ms)`);
 });
 
 t.test('an off-CPU profile is labelled as off-CPU time in every format', async (t) => {

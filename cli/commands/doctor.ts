@@ -99,7 +99,7 @@ export function formatDoctorReport(report: DoctorReport, extra?: { capabilities:
     if (c.after === null) lines.push(`capabilities after loading: the drop failed: ${c.error}`);
     else {
       lines.push(
-        `capabilities after loading: ${list(c.after)} (dropped here, as record and agent do, on all ${c.threads} threads${c.noNewPrivs ? ', no_new_privs set' : ''}${c.boundingNarrowed ? '' : '; bounding set unchanged: no CAP_SETPCAP'})`,
+        `capabilities after loading: ${list(c.after)} (dropped here as record does, on all ${c.threads} threads${c.noNewPrivs ? ', no_new_privs set' : ''}${c.boundingNarrowed ? '' : '; bounding set unchanged: no CAP_SETPCAP'}; the agent keeps CAP_BPF as well, for the tracers it loads while running)`,
       );
       for (const k of c.kept) lines.push(`  ${k.capability}: ${k.why}`);
     }
