@@ -2,7 +2,7 @@
 // The ebpfprof command as users run it: real recordings read by the reference consumer, the viewer
 // page in headless Chromium, and one clear line with a non-zero exit for every kind of bad input.
 import t from 'tap';
-import { spawnSync, SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeProfile } from '../src/decode';
@@ -113,10 +113,20 @@ t.test('the pid exits during recording: the profile so far is written, exit 1 wi
   if (!(await requireKernelFeature(t, 'perf_event'))) return;
   const dir = t.testdir({});
   const out = path.join(dir, 'gone.pb.gz');
-  const w = startWorkload(buildWorkload('hotspots'), ['2.5']);
-  const r = ebpfprof(['record', '-p', String(w.pid), '-F', '199', '-d', '30s', '-o', out]);
-  t.equal(r.status, 1);
-  t.match(r.stderr, new RegExp(`ebpfprof: process ${w.pid} exited after [\\d.]+ s; the profile of its \\d+ samples was written`));
+  // The target ends once the recording has sampled it for a while, not after a fixed time: on a
+  // loaded machine, starting ebpfprof (loading and verifying its programs) can take seconds.
+  const w = startWorkload(buildWorkload('hotspots'), ['60']);
+  t.teardown(() => w.child.kill('SIGKILL'));
+  const rec = spawn(process.execPath, [cliPath, 'record', '-p', String(w.pid), '-F', '199', '-d', '60s', '-o', out], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  rec.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    const progress = [...stderr.matchAll(/samples (\d+)/g)].at(-1);
+    if (progress && Number(progress[1]) >= 100) w.child.kill('SIGKILL');
+  });
+  const status = await new Promise<number | null>((resolve) => rec.once('exit', (code) => resolve(code)));
+  t.equal(status, 1, stderr);
+  t.match(stderr, new RegExp(`ebpfprof: process ${w.pid} exited after [\\d.]+ s; the profile of its \\d+ samples was written`));
   const p = decodeProfile(fs.readFileSync(out), out);
   const hotA = leafShares(p, p.samples).get('hot_a') ?? 0;
   t.ok(hotA > 60, `the samples before the exit are in the file (hot_a ${hotA.toFixed(1)}%)`);
