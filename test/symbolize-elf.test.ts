@@ -266,3 +266,33 @@ t.test('the symbol table cache is bounded and keyed by build id', async (t) => {
     store.close();
   }
 });
+
+t.test('a held binary serves a mapping by device and inode without opening it; not once its descriptor is gone', async (t) => {
+  const store = new BinaryStore({ maxOpenFiles: 2, maxCachedBytes: 1 << 26, debugDirs: [] }, newBinaryStoreStats());
+  try {
+    const st = fs.statSync(fx.pie);
+    t.equal(store.openHeld(st.dev, st.ino), null, 'nothing held yet');
+    const a = store.open([fx.pie], st.ino, fx.pie, ['']) as BinaryModule;
+    t.type(a, BinaryModule);
+    const opened = store.stats.binariesOpened;
+    t.equal(store.openHeld(st.dev, st.ino), a, 'the same module, by device and inode');
+    t.equal(store.stats.heldDescriptorHits, 1);
+    t.equal(store.stats.binariesOpened, opened, 'nothing opened');
+    t.equal(store.openHeld(st.dev + 1, st.ino), null, 'another device: not this file');
+    t.equal(store.openHeld(st.dev, 0), null, 'inode 0 (anonymous, unknown) never matches');
+    // A copy has another inode: never served by the original.
+    const copy = path.join(fx.dir, 'spin-pie-held-copy');
+    fs.copyFileSync(fx.pie, copy);
+    t.equal(store.openHeld(st.dev, fs.statSync(copy).ino), null, 'a copy is another file');
+    // Two more binaries evict the first descriptor (maxOpenFiles 2): the inode is no longer pinned.
+    store.open([fx.nopie], 0, fx.nopie, ['']);
+    store.open([fx.lib], 0, fx.lib, ['']);
+    t.equal(store.openHeld(st.dev, st.ino), null, 'descriptor evicted: opened again the ordinary way');
+    t.equal(store.open([fx.pie], st.ino, fx.pie, ['']), a, 'which finds the module it knew');
+    t.equal(store.openHeld(st.dev, st.ino), a, 'and holds it again');
+    store.close();
+    t.equal(store.openHeld(st.dev, st.ino), null, 'nothing held after close()');
+  } finally {
+    store.close();
+  }
+});

@@ -35,6 +35,11 @@ export interface BinaryStoreStats {
    * its capabilities, that needs ptrace-read access, which strict mode does not have.
    */
   openedOutsideProcessView: number;
+  /**
+   * Mappings served by a binary whose descriptor is held already, found by the mapping's device and
+   * inode without opening anything (see BinaryStore.openHeld).
+   */
+  heldDescriptorHits: number;
   descriptorsEvicted: number;
   /** Bytes read from binaries and debug files (headers, tables). */
   bytesRead: number;
@@ -52,6 +57,7 @@ export function newBinaryStoreStats(): BinaryStoreStats {
     debugFilesRejected: { 'build-id-mismatch': 0, 'crc-mismatch': 0, malformed: 0, 'no-symtab': 0, 'same-file': 0 },
     inodeMismatches: 0,
     openedOutsideProcessView: 0,
+    heldDescriptorHits: 0,
     descriptorsEvicted: 0,
     bytesRead: 0,
   };
@@ -71,6 +77,11 @@ export function deviceNumber(major: number, minor: number): number {
 /** Identity of a file's contents when it has no build id. */
 export function identityKey(st: fs.Stats): string {
   return `${st.dev}:${st.ino}:${st.size}:${Math.trunc(st.mtimeMs)}`;
+}
+
+/** "dev:ino" of an identity key. */
+function inodeOfKey(key: string): string {
+  return key.slice(0, key.indexOf(':', key.indexOf(':') + 1));
 }
 
 export function failureOf(e: unknown): FileFailure {
@@ -113,6 +124,8 @@ const MAX_MODULES = 16384;
 export class BinaryStore {
   private readonly modules = new Map<string, BinaryModule | FileFailure>();
   private readonly fds = new Map<string, number>();
+  /** "dev:ino" of each held descriptor -> its identity key (fds' keys). */
+  private readonly heldByInode = new Map<string, string>();
   private readonly tables = new Map<string, SymbolTable>();
   private tableBytes = 0;
 
@@ -131,6 +144,26 @@ export class BinaryStore {
 
   get cachedTables(): number {
     return this.tables.size;
+  }
+
+  /**
+   * The binary whose descriptor is held already and is the file with this device (st_dev) and
+   * inode, without opening or stat'ing anything; null when none is held. A held descriptor keeps
+   * its inode allocated, so no other file can have the same device and inode while it is open: a
+   * mapping that names them maps this very file. (A file rewritten in place keeps its inode; so
+   * does the mapping, which then sees the new bytes too.) This saves the per-mapping opens that
+   * make every short-lived process cost several system calls and failed-open exceptions.
+   */
+  openHeld(dev: number, inode: number): BinaryModule | null {
+    if (inode === 0) return null;
+    const key = this.heldByInode.get(`${dev}:${inode}`);
+    if (key === undefined || !this.fds.has(key)) return null;
+    const known = this.modules.get(key);
+    if (known === undefined || typeof known === 'string') return null;
+    this.touch(this.modules, key, known);
+    this.touch(this.fds, key, this.fds.get(key)!);
+    this.stats.heldDescriptorHits++;
+    return known;
   }
 
   /**
@@ -256,9 +289,11 @@ export class BinaryStore {
 
   private keepFd(key: string, fd: number): void {
     this.fds.set(key, fd);
+    this.heldByInode.set(inodeOfKey(key), key);
     while (this.fds.size > this.options.maxOpenFiles) {
       const [oldKey, oldFd] = this.fds.entries().next().value!;
       this.fds.delete(oldKey);
+      if (this.heldByInode.get(inodeOfKey(oldKey)) === oldKey) this.heldByInode.delete(inodeOfKey(oldKey));
       fs.closeSync(oldFd);
       this.stats.descriptorsEvicted++;
     }
@@ -367,6 +402,7 @@ export class BinaryStore {
       }
     }
     this.fds.clear();
+    this.heldByInode.clear();
   }
 }
 

@@ -347,7 +347,11 @@ export class Symbolizer {
       module: null,
       failure: null,
     };
-    if (e.kind === 'file' && e.executable) {
+    const held = e.kind === 'file' && e.executable ? this.store.openHeld(deviceNumber(e.devMajor, e.devMinor), e.inode) : null;
+    if (held !== null) {
+      r.module = held;
+      r.mapping.buildId = held.summary.buildId;
+    } else if (e.kind === 'file' && e.executable) {
       // The process's own view first (container paths); map_files reaches deleted or replaced files.
       const paths = [`${this.procRoot}/${p.pid}/map_files/${hex(e.start)}-${hex(e.end)}`];
       if (!e.deleted) paths.unshift(`${p.root}${e.path}`);
