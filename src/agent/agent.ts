@@ -257,7 +257,9 @@ export class Agent {
       onExec: (p) => {
         this.resources.forgetReadBefore(p.pid, p.execTimeNs);
         this.includeCache.delete(p.pid);
-        void this.folder.onProcessEvent({ type: 'exec', tgid: p.pid, execId: p.execId, comm: p.comm }, () => this.run(() => this.drainTask()), () => this.stopping).catch((err) => this.internalError('a process event', err));
+        void this.folder
+          .onProcessEvent({ type: 'exec', tgid: p.pid, execId: p.execId, comm: p.comm }, () => this.run(() => this.drainTask()), () => this.stopping, () => p.exited)
+          .catch((err) => this.internalError('a process event', err));
       },
       onExit: (p) => {
         this.exitedThisWindow.push(p);

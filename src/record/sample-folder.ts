@@ -32,6 +32,8 @@ export class SampleFolder {
   readonly images = new ProcessImages();
   truncatedSamples = 0;
   unsymbolizedSamples = 0;
+  /** Mappings reads after an exec left out because the process had exited by then. */
+  readsSkippedForExit = 0;
   readonly processes = new Set<number>();
   readonly threads = new Set<number>();
   /** (pid or 'k', address, return?) -> frame id in the current builder. Bounded: cleared when large. */
@@ -67,8 +69,13 @@ export class SampleFolder {
    * exec'd: read its new mappings now, and again once the dynamic loader has mapped its libraries, so
    * that even a short-lived program symbolizes after it is gone. If the pid was known with its old
    * image, what was sampled before is folded first (`foldPending`), with the old mappings.
+   *
+   * `exited` says whether the process has exited since (callers that track exits pass it): both
+   * reads are skipped for a process that is gone, whose /proc directory can only fail to open. The
+   * first read waits for the end of the batch of events, so that an exit delivered in the same
+   * batch (a program that ran for a millisecond) is known by then.
    */
-  async onProcessEvent(e: ProcessEvent, foldPending: () => Promise<void>, stopped: () => boolean): Promise<void> {
+  async onProcessEvent(e: ProcessEvent, foldPending: () => Promise<void>, stopped: () => boolean, exited: () => boolean = () => false): Promise<void> {
     const pid = e.tgid;
     if (e.type === 'maps-stale') return; // the sampler hands these to the unwinder itself
     if (e.type === 'fork') {
@@ -82,8 +89,13 @@ export class SampleFolder {
       this.symbolizer.forgetProcess(pid);
     }
     this.images.exec(pid, e.execId);
-    this.reobserve(pid);
-    setTimeout(() => !stopped() && this.reobserve(pid), 50).unref();
+    const observeIfAlive = (): void => {
+      if (stopped()) return;
+      if (exited()) this.readsSkippedForExit++;
+      else this.reobserve(pid);
+    };
+    setImmediate(observeIfAlive);
+    setTimeout(observeIfAlive, 50).unref();
   }
 
   /**

@@ -137,7 +137,7 @@ export async function recordOffCpu(options: OffCpuOptions): Promise<{ profile: P
       if (relevant(p.ppid)) void folder.onProcessEvent(toProcessEvent(p, 'fork'), drainAndFold, () => stop.signal.aborted);
     },
     onExec: (p) => {
-      if (relevant(p.pid)) void folder.onProcessEvent(toProcessEvent(p, 'exec'), drainAndFold, () => stop.signal.aborted);
+      if (relevant(p.pid)) void folder.onProcessEvent(toProcessEvent(p, 'exec'), drainAndFold, () => stop.signal.aborted, () => p.exited);
     },
     onExit: (p) => {
       if (relevant(p.pid)) exitedSinceDrain.push(p);
