@@ -27,7 +27,13 @@ const asObj = (v: unknown): Obj => (v !== null && typeof v === 'object' && !Arra
 const asArr = (v: unknown): Obj[] => (Array.isArray(v) ? v.map(asObj) : []);
 const asStrs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 
+/** A Helm chart's directory: templates, not manifests, until rendered. */
+function isHelmChart(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'Chart.yaml'));
+}
+
 function yamlFiles(dir: string): string[] {
+  if (isHelmChart(dir)) return [];
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) return yamlFiles(p);
@@ -35,7 +41,24 @@ function yamlFiles(dir: string): string[] {
   });
 }
 
-/** Every object of every YAML/JSON file under `dir` (List kinds unpacked; kustomizations skipped). */
+/** The Helm charts under `dir` (readManifests leaves them out: `helm template` renders them for judging). */
+export function helmChartsUnder(dir: string): string[] {
+  try {
+    if (!fs.statSync(dir).isDirectory()) return [];
+  } catch {
+    return [];
+  }
+  if (isHelmChart(dir)) return [dir];
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .flatMap((e) => helmChartsUnder(path.join(dir, e.name)));
+}
+
+/**
+ * Every object of every YAML/JSON file under `dir` (List kinds unpacked; kustomizations and Helm
+ * charts skipped: manifestChecks reports the charts as not judged).
+ */
 export function readManifests(dir: string): ManifestObject[] {
   let files: string[];
   try {
@@ -212,7 +235,7 @@ export function judgeManifests(objects: readonly ManifestObject[]): ManifestFind
 }
 
 /** The manifest checks of the report. */
-export function manifestChecks(dir: string, objects: readonly ManifestObject[]): CheckResult[] {
+export function manifestChecks(dir: string, objects: readonly ManifestObject[], helmCharts: readonly string[] = []): CheckResult[] {
   const f = judgeManifests(objects);
   const mk = (id: string, description: string, findings: Finding[], pass: string): CheckResult =>
     checkFrom(
@@ -227,5 +250,15 @@ export function manifestChecks(dir: string, objects: readonly ManifestObject[]):
     mk('manifests.host_mounts', 'No container runtime (Docker, containerd, CRI-O) socket, no writable or sensitive host path', f.hostMounts, `no runtime socket or writable host path (${where})`),
     mk('manifests.host_namespaces', 'No host network or IPC namespace (hostPID is expected)', f.hostNamespaces, `no host network or IPC (${where})`),
     mk('manifests.rbac', 'RBAC gives no way into other pods (exec, attach, ephemeral containers, nodes/proxy), no wildcard, no escalation', f.rbac, `no RBAC rule of concern (${where})`),
+    ...(helmCharts.length === 0
+      ? []
+      : [
+          checkFrom(
+            { id: 'manifests.helm_charts', category: 'manifests', description: 'Helm charts are judged once rendered, not as templates', values: { baseline: null, withProfiler: { charts: helmCharts.map((c) => path.relative(process.cwd(), c) || c) } }, threshold: { op: 'none', limit: null, unit: '' } },
+            [],
+            '',
+            `${helmCharts.length} Helm chart${helmCharts.length === 1 ? '' : 's'} not judged (${helmCharts.map((c) => path.relative(process.cwd(), c) || c).join(', ')}): render with \`helm template NAME CHART > rendered.yaml\` and pass --manifests rendered.yaml`,
+          ),
+        ]),
   ];
 }

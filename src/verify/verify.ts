@@ -18,7 +18,7 @@ import { packageRoot } from '../native/addon';
 import { processAlive, readProcStat } from '../process/proc';
 import { runChecks, type CheckInput, type PhaseObservation } from './checks';
 import { listeningPorts, loopbackUrl, runCommandLoad, runHttpLoad } from './load';
-import { readManifests, manifestChecks } from './manifests';
+import { helmChartsUnder, readManifests, manifestChecks } from './manifests';
 import { ProfilerWatcher, TargetWatcher, type ProfilerUsage } from './monitor';
 import { exitCodeOf, REPORT_SCHEMA, summarize, type LoadSummary, type PhaseSummary, type VerifyReport } from './report';
 import { findReplacement, nowTicks, takeSnapshot, type TargetSnapshot } from './snapshot';
@@ -332,7 +332,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       collectorMiBPerMinute: sinkMiBPerMinute,
     };
     const checks = runChecks(input);
-    if (manifests) checks.push(...manifestChecks(o.manifestsDir!, manifests));
+    if (manifests) checks.push(...manifestChecks(o.manifestsDir!, manifests, helmChartsUnder(o.manifestsDir!)));
     const summary = summarize(checks);
     return {
       schema: REPORT_SCHEMA,
