@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cliPath } from './paths';
-import { goBinary } from './tools';
+import { buildOnce, goBinary, goBuildEnv, type ToolBuild } from './tools';
 
 /** Collector core/contrib release (the first with v1.10.0's numbering is v0.148.0; see docs/agent.md). */
 export const OTELCOL_VERSION = '0.155.0';
@@ -69,24 +69,8 @@ function goMod(): string {
   );
 }
 
-export interface CollectorBuild {
-  binary: string;
-  /** Seconds the build took, null when it came from the cache. */
-  builtInSeconds: number | null;
-}
-
 function goEnv(): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    GOMODCACHE: path.join(COLLECTOR_CACHE_DIR, 'gomod'),
-    GOCACHE: path.join(COLLECTOR_CACHE_DIR, 'gocache'),
-    GOBIN: path.join(COLLECTOR_CACHE_DIR, 'bin'),
-    GOFLAGS: '-mod=mod',
-    GOTOOLCHAIN: 'local',
-    GOPROXY: process.env['GOPROXY'] || 'https://proxy.golang.org',
-    CGO_ENABLED: '0',
-    GOWORK: 'off',
-  };
+  return goBuildEnv(COLLECTOR_CACHE_DIR);
 }
 
 function run(cmd: string, args: string[], cwd: string, log: fs.WriteStream | number): void {
@@ -97,54 +81,23 @@ function run(cmd: string, args: string[], cwd: string, log: fs.WriteStream | num
  * The Collector binary, built on first use (under a lock, so parallel test processes build it once).
  * Throws with the build log's tail when the build fails.
  */
-export async function collectorBinary(): Promise<CollectorBuild> {
+export async function collectorBinary(): Promise<ToolBuild> {
   const go = goBinary();
   const goVersion = execFileSync(go, ['env', 'GOVERSION'], { encoding: 'utf8', env: goEnv() }).trim();
   const key = createHash('sha256').update(builderManifest('SRC') + goMod() + goVersion).digest('hex').slice(0, 16);
   const dir = path.join(COLLECTOR_CACHE_DIR, `otelcol-${OTELCOL_VERSION}-${key}`);
   const binary = path.join(dir, BINARY_NAME);
-  if (fs.existsSync(binary)) return { binary, builtInSeconds: null };
-  fs.mkdirSync(COLLECTOR_CACHE_DIR, { recursive: true });
-  const lock = `${dir}.lock`;
-  for (;;) {
-    try {
-      fs.mkdirSync(lock);
-      break;
-    } catch {
-      if (fs.existsSync(binary)) return { binary, builtInSeconds: null };
-      // A lock older than the longest build is left over from a killed run.
-      const age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
-      if (age > 40 * 60_000) fs.rmSync(lock, { recursive: true, force: true });
-      await sleep(2000);
-    }
-  }
-  const started = Date.now();
-  const src = path.join(dir, 'src');
-  const logFile = path.join(dir, 'build.log');
-  try {
+  return buildOnce(`the OpenTelemetry Collector ${OTELCOL_VERSION}`, dir, binary, (log) => {
+    const src = path.join(dir, 'src');
     fs.rmSync(src, { recursive: true, force: true });
     fs.mkdirSync(src, { recursive: true });
     const manifest = path.join(dir, 'builder.yaml');
     fs.writeFileSync(manifest, builderManifest(src));
-    const log = fs.openSync(logFile, 'w');
-    try {
-      run(go, ['install', `go.opentelemetry.io/collector/cmd/builder@v${OTELCOL_VERSION}`], dir, log);
-      run(path.join(COLLECTOR_CACHE_DIR, 'bin', 'builder'), ['--config', manifest, '--skip-compilation', '--skip-get-modules'], dir, log);
-      fs.writeFileSync(path.join(src, 'go.mod'), goMod());
-      run(go, ['build', '-trimpath', '-ldflags=-s -w', '-o', `${binary}.tmp`, '.'], src, log);
-    } finally {
-      fs.closeSync(log);
-    }
-    fs.renameSync(`${binary}.tmp`, binary);
-    const seconds = Math.round((Date.now() - started) / 100) / 10;
-    fs.writeFileSync(path.join(dir, 'build-info.json'), `${JSON.stringify({ version: OTELCOL_VERSION, go: goVersion, seconds, date: new Date().toISOString() })}\n`);
-    return { binary, builtInSeconds: seconds };
-  } catch (e) {
-    const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '';
-    throw new Error(`building the OpenTelemetry Collector ${OTELCOL_VERSION} failed (${(e as Error).message.split('\n')[0]}); log ${logFile}:\n${tail}`);
-  } finally {
-    fs.rmSync(lock, { recursive: true, force: true });
-  }
+    run(go, ['install', `go.opentelemetry.io/collector/cmd/builder@v${OTELCOL_VERSION}`], dir, log);
+    run(path.join(COLLECTOR_CACHE_DIR, 'bin', 'builder'), ['--config', manifest, '--skip-compilation', '--skip-get-modules'], dir, log);
+    fs.writeFileSync(path.join(src, 'go.mod'), goMod());
+    run(go, ['build', '-trimpath', '-ldflags=-s -w', '-o', `${binary}.tmp`, '.'], src, log);
+  }, { version: OTELCOL_VERSION, go: goVersion });
 }
 
 /** A free TCP port on 127.0.0.1 (released again: the Collector binds it right after). */
