@@ -13,7 +13,7 @@
  * the in-kernel cost of its BPF programs (run-time stats: run_time_ns summed over the tool's programs,
  * as % of one CPU over the run, and ns per program run) — the part charged to the workload.
  *
- *   node dist/bench/trace-overhead.js [--runs 5] [--seconds 10] [--json out.json]
+ *   node dist/bench/trace-overhead.js [--runs 5] [--seconds 10] [--only tcp|switch] [--json out.json]
  *
  * Needs root, bpftrace, stress-ng; installs nginx-light and wrk with apt-get when missing.
  */
@@ -224,12 +224,18 @@ async function main(): Promise<void> {
   const results: Run[] = [];
   try {
     await sleep(500);
+    const only = argString('--only');
+    if (only !== undefined && only !== 'tcp' && only !== 'switch') throw new Error(`--only takes tcp or switch, got ${only}`);
     const plans: Array<{ w: Workload; tools: Tool[] }> = [
-      { w: wrk, tools: [NONE, ebpfprofTool('ebpfprof tcp', ['tcp', '-q']), bpftraceTool('bpftrace (tcp tracepoints)', BPFTRACE_TCP)] },
-      {
-        w: switches,
-        tools: [NONE, ebpfprofTool('ebpfprof sched', ['sched', '-q']), ebpfprofTool('ebpfprof offcpu -a', ['offcpu', '-a', '-q', '-o', path.join(dir, 'off.pb.gz')]), bpftraceTool('bpftrace runqlat.bt', BPFTRACE_RUNQLAT)],
-      },
+      ...(only === 'switch' ? [] : [{ w: wrk, tools: [NONE, ebpfprofTool('ebpfprof tcp', ['tcp', '-q']), bpftraceTool('bpftrace (tcp tracepoints)', BPFTRACE_TCP)] }]),
+      ...(only === 'tcp'
+        ? []
+        : [
+            {
+              w: switches,
+              tools: [NONE, ebpfprofTool('ebpfprof sched', ['sched', '-q']), ebpfprofTool('ebpfprof offcpu -a', ['offcpu', '-a', '-q', '-o', path.join(dir, 'off.pb.gz')]), bpftraceTool('bpftrace runqlat.bt', BPFTRACE_RUNQLAT)],
+            },
+          ]),
     ];
     for (let round = 0; round < runs; round++) {
       for (const { w, tools } of plans) {

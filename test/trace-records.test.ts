@@ -20,6 +20,7 @@ import {
   OFFCPU_WHOLE_SIZE,
 } from '../src/trace/offcpu-records';
 import { decodeRunqCpuRows, decodeRunqProcRows, RUNQ_CONTROL_SIZE, RUNQ_HIST_SIZE, RUNQ_PROC_KEY_SIZE, RUNQLAT_STATS } from '../src/trace/runqlat-records';
+import { TcpAggregator } from '../src/trace/tcp-aggregate';
 import { decodeTcpEvent, TCP_EVENT_SIZE, TCP_STATS } from '../src/trace/tcp-records';
 import { intPrng } from './helpers/prng';
 
@@ -170,6 +171,19 @@ t.test('log2 histograms: upper-inclusive slots as the kernel computes them', asy
     [2 ** 40, 39],
   ];
   for (const [v, slot] of cases) t.equal(log2Slot(v, 40), slot, `${v} ns -> slot ${slot}`);
+  // Every power of two and its neighbours, fractions included (RTT means), against the definition:
+  // the smallest k with v <= 2^k, capped at the last slot.
+  const bySearch = (v: number): number => {
+    if (!(v > 1)) return 0;
+    let k = 0;
+    while (2 ** k < v) k++;
+    return Math.min(k, 39);
+  };
+  let wrong = 0;
+  for (let k = 0; k <= 45; k++) {
+    for (const v of [2 ** k - 1, 2 ** k - 0.5, 2 ** k, 2 ** k + 0.25, 2 ** k + 1, 1.5 * 2 ** k]) if (log2Slot(v, 40) !== bySearch(v)) wrong++;
+  }
+  t.equal(wrong, 0, 'integer and fractional values around every power of two up to 2^45');
   const h = emptyHistogram(40);
   for (const v of [100, 200, 300, 5000, 1e6]) addValue(h, v);
   t.equal(h.count, 5);
@@ -182,4 +196,70 @@ t.test('log2 histograms: upper-inclusive slots as the kernel computes them', asy
   t.equal(g.count, 10);
   t.equal(g.sum, 2 * h.sum);
   t.match(renderHistogram(h).join('\n'), /256ns -> 512ns :\s+1 \|/);
+});
+
+t.test('TCP rows from raw records (addRecord) are the rows of decoded events (add)', async (t) => {
+  const rnd = intPrng(7);
+  const record = (type: number, pid: number, role: number, v6: boolean, peer: number, port: number): Buffer => {
+    const b = Buffer.alloc(TCP_EVENT_SIZE);
+    b.writeUInt32LE(type, 0);
+    b.writeUInt32LE(pid, 4);
+    b.writeBigUInt64LE(BigInt(pid) * 1_000_000_007n + 5_000_000_000n, 8); // above 2^32: both halves matter
+    b.writeBigUInt64LE(BigInt(1 + rnd(1e9)), 24);
+    b.writeBigUInt64LE(BigInt(rnd(4)) === 0n ? 0n : BigInt(1 + rnd(1e10)), 32);
+    b.writeBigUInt64LE(BigInt(rnd(1e7)) + 2n ** 33n, 40);
+    b.writeBigUInt64LE(BigInt(rnd(1e7)), 48);
+    const rttCount = rnd(3);
+    b.writeBigUInt64LE(BigInt(rttCount * (50 + rnd(500))), 56);
+    b.writeUInt32LE(rttCount, 64);
+    b.writeUInt32LE(rnd(2) === 0 ? 0 : 37 + rnd(1000), 76);
+    b.writeUInt32LE(rnd(3), 80);
+    b.writeUInt16LE(rnd(2), 88);
+    b.writeUInt16LE(rnd(2), 90);
+    b.writeUInt16LE(v6 ? 10 : 2, 92);
+    b.writeUInt16LE(role === 2 ? 8080 : 30000 + rnd(30000), 94); // our listening port, or an ephemeral one
+    b.writeUInt16LE(port, 96);
+    b[98] = role;
+    b[99] = 2;
+    b.writeInt32LE([0, 111, 110, 104, 7][rnd(5)]!, 100);
+    b.writeUInt32LE(0x0100007f, 104);
+    if (v6) Buffer.from(`20010db8${peer.toString(16).padStart(24, '0')}`, 'hex').copy(b, 120);
+    else b.writeUInt32LE(0x0a000000 + peer, 120);
+    b.write(`proc${pid}`, 136);
+    return b;
+  };
+  const records: Buffer[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const pid = 100 + rnd(5);
+    const role = rnd(3);
+    // Accepted connections from many client ports share a row (the listening port is ours).
+    records.push(record(1 + rnd(3), pid, role, rnd(3) === 0, rnd(4), role === 2 ? 20000 + rnd(500) : [80, 443, 5432][rnd(3)]!));
+  }
+  const decoded = new TcpAggregator();
+  const raw = new TcpAggregator();
+  for (const r of records) {
+    decoded.add(decodeTcpEvent(r));
+    t.equal(raw.addRecord(r), true);
+  }
+  // One window taken in the middle: the raw index starts again with the rows.
+  const mid = new TcpAggregator();
+  for (const r of records.slice(0, 1000)) mid.addRecord(r);
+  const first = mid.take();
+  for (const r of records.slice(1000)) mid.addRecord(r);
+  const merged = new TcpAggregator();
+  merged.merge(first);
+  merged.merge(mid.take());
+  const byKey = (rows: ReturnType<TcpAggregator['snapshot']>): typeof rows => [...rows].sort((a, b) => `${a.pid}|${a.role}|${a.peerAddress}|${a.servicePort}`.localeCompare(`${b.pid}|${b.role}|${b.peerAddress}|${b.servicePort}`));
+  const rows = byKey(decoded.snapshot());
+  t.ok(rows.length > 20 && rows.length < 400, `${rows.length} rows`);
+  t.same(byKey(raw.snapshot()), rows, 'the same rows, field by field');
+  t.same(byKey(merged.snapshot()), rows, 'and across windows');
+  t.equal(raw.events, decoded.events);
+  // What decodeTcpEvent refuses, addRecord refuses, adding nothing.
+  const bad = [Buffer.alloc(10), (() => { const b = record(1, 1, 1, false, 1, 80); b.writeUInt32LE(9, 0); return b; })(), (() => { const b = record(1, 1, 1, false, 1, 80); b.writeUInt16LE(7, 92); return b; })()];
+  for (const b of bad) {
+    t.throws(() => decodeTcpEvent(b), RecordError);
+    t.equal(raw.addRecord(b), false);
+  }
+  t.equal(raw.events, decoded.events, 'nothing added for them');
 });

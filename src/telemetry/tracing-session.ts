@@ -107,10 +107,13 @@ export class TracingSession {
       this.tcp = await TcpTracer.open({
         ...(o.pid !== undefined ? { pid: o.pid } : {}),
         ...(o.prefer ? { prefer: o.prefer } : {}),
-        onEvent: (e) => {
-          rows.add(e);
-          onEvent?.(e);
-        },
+        // Without a per-event consumer, records go to the rows undecoded (TcpAggregator.addRecord).
+        onEvent: onEvent
+          ? (e) => {
+              rows.add(e);
+              onEvent(e);
+            }
+          : { raw: (rec) => rows.addRecord(rec) },
       });
       this.attaches.tcp++;
     } else {

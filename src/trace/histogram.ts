@@ -23,6 +23,9 @@ export function emptyHistogram(slotCount: number): Log2Histogram {
 /** The slot of a value, as log2_slot() in common.bpf.h computes it. */
 export function log2Slot(value: number, slotCount: number): number {
   if (!(value > 1)) return 0;
+  // Below 2^32, integer arithmetic: v in (2^(k-1), 2^k] exactly when ceil(v) is (the bounds are
+  // integers), and ceil(v) - 1 has k significant bits.
+  if (value <= 4294967296) return Math.min(32 - Math.clz32(Math.ceil(value) - 1), slotCount - 1);
   const slot = Math.ceil(Math.log2(value));
   // Math.log2 of an exact power of two is exact; guard the float edge just above one.
   const fixed = 2 ** (slot - 1) >= value ? slot - 1 : slot;

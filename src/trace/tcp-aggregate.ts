@@ -9,7 +9,7 @@
  * process is (pid, start time): a reused pid gets new rows.
  */
 import { addValue, cloneHistogram, emptyHistogram, Log2Histogram, mergeHistogram } from './histogram';
-import type { TcpEvent, TcpRole } from './tcp-records';
+import { decodeTcpEvent, errnoName, TCP_EVENT_SIZE, type TcpEvent, type TcpRole } from './tcp-records';
 
 /** Slots of the user-space histograms: same layout as the kernel's (2^k ns upper bounds). */
 export const TCP_HIST_SLOTS = 40;
@@ -49,12 +49,43 @@ export function connectionRttNs(e: TcpEvent): number {
   return (e.rttSamples > 0 ? e.rttMeanUs : e.srttUs) * 1000;
 }
 
+/** u64 little-endian as a Number (exact below 2^53: nanoseconds for 104 days, bytes for 8 PiB). */
+function u64(rec: Buffer, at: number): number {
+  return rec.readUInt32LE(at) + rec.readUInt32LE(at + 4) * 4294967296;
+}
+
+/** Offsets in struct tcp_event (bpf/tcp.h; decodeTcpEvent reads the same). */
+const TYPE = 0;
+const TGID = 4;
+const PROC_START = 8;
+const CONNECT_NS = 24;
+const LIFETIME_NS = 32;
+const BYTES_ACKED = 40;
+const BYTES_RECEIVED = 48;
+const RTT_SUM = 56;
+const RTT_COUNT = 64;
+const SRTT = 76;
+const RETRANSMITS = 80;
+const RESETS_RECEIVED = 88;
+const RESETS_SENT = 90;
+const FAMILY = 92;
+const SPORT = 94;
+const DPORT = 96;
+const ROLE = 98;
+const ERROR = 100;
+const DADDR = 120;
+const ROLE_PASSIVE = 2;
+const EV_CONNECT = 1;
+const EV_CONNECT_FAILED = 2;
+const EV_CLOSE = 3;
+
 export class TcpAggregator {
   private rows = new Map<string, TcpRow>();
+  /** The same rows by the raw fields of their key (addRecord), so a known row needs no decoding. */
+  private rawIndex = new Map<string, TcpRow>();
   events = 0;
 
-  add(e: TcpEvent): void {
-    this.events++;
+  private rowOf(e: TcpEvent): TcpRow {
     const key = rowKey(e);
     let r = this.rows.get(key);
     if (r === undefined) {
@@ -80,29 +111,69 @@ export class TcpAggregator {
       };
       this.rows.set(key, r);
     }
-    switch (e.type) {
-      case 'connect':
+    return r;
+  }
+
+  add(e: TcpEvent): void {
+    const r = this.rowOf(e);
+    const type = e.type === 'connect' ? EV_CONNECT : e.type === 'connect-failed' ? EV_CONNECT_FAILED : EV_CLOSE;
+    this.apply(r, type, e.connectNs, e.lifetimeNs, connectionRttNs(e), e.bytesSent, e.bytesReceived, e.retransmits, e.resetsReceived, e.resetsSent, e.error);
+  }
+
+  /**
+   * add(decodeTcpEvent(rec)) without building the event when its row exists already: the fields
+   * the row needs are read from the record where they lie. This is the per-event path of a
+   * connection-heavy host (one record per connect and per close), where decoding every record into
+   * an object with formatted addresses cost as much as everything else the tracer does in
+   * JavaScript. Returns false, adding nothing, for a record decodeTcpEvent would refuse.
+   */
+  addRecord(rec: Buffer): boolean {
+    if (rec.length < TCP_EVENT_SIZE) return false;
+    const type = rec.readUInt32LE(TYPE);
+    const family = rec.readUInt16LE(FAMILY);
+    if (type < EV_CONNECT || type > EV_CLOSE || (family !== 2 && family !== 10)) return false;
+    const role = rec[ROLE]!;
+    const port = role === ROLE_PASSIVE ? rec.readUInt16LE(SPORT) : rec.readUInt16LE(DPORT);
+    const peer =
+      family === 2
+        ? `${rec.readUInt32LE(DADDR)}`
+        : `${rec.readUInt32LE(DADDR)}.${rec.readUInt32LE(DADDR + 4)}.${rec.readUInt32LE(DADDR + 8)}.${rec.readUInt32LE(DADDR + 12)}`;
+    const raw = `${rec.readUInt32LE(TGID)}:${rec.readUInt32LE(PROC_START)}:${rec.readUInt32LE(PROC_START + 4)}|${role}|${family}|${peer}|${port}`;
+    let r = this.rawIndex.get(raw);
+    if (r === undefined) {
+      r = this.rowOf(decodeTcpEvent(rec));
+      this.rawIndex.set(raw, r);
+    }
+    const rttCount = rec.readUInt32LE(RTT_COUNT);
+    const rttNs = (rttCount > 0 ? u64(rec, RTT_SUM) / rttCount : rec.readUInt32LE(SRTT)) * 1000;
+    const error = type === EV_CONNECT_FAILED ? errnoName(rec.readInt32LE(ERROR)) : '';
+    this.apply(r, type, u64(rec, CONNECT_NS), u64(rec, LIFETIME_NS), rttNs, u64(rec, BYTES_ACKED), u64(rec, BYTES_RECEIVED), rec.readUInt32LE(RETRANSMITS), rec.readUInt16LE(RESETS_RECEIVED), rec.readUInt16LE(RESETS_SENT), error);
+    return true;
+  }
+
+  private apply(r: TcpRow, type: number, connectNs: number, lifetimeNs: number, rttNs: number, bytesSent: number, bytesReceived: number, retransmits: number, resetsReceived: number, resetsSent: number, error: string): void {
+    this.events++;
+    switch (type) {
+      case EV_CONNECT:
         r.connects++;
-        addValue(r.connectLatency, e.connectNs);
+        addValue(r.connectLatency, connectNs);
         break;
-      case 'connect-failed':
-        r.failures[e.error] = (r.failures[e.error] ?? 0) + 1;
-        r.retransmits += e.retransmits;
-        r.resetsReceived += e.resetsReceived;
-        r.resetsSent += e.resetsSent;
+      case EV_CONNECT_FAILED:
+        r.failures[error] = (r.failures[error] ?? 0) + 1;
+        r.retransmits += retransmits;
+        r.resetsReceived += resetsReceived;
+        r.resetsSent += resetsSent;
         break;
-      case 'close': {
+      case EV_CLOSE:
         r.closes++;
-        if (e.lifetimeNs > 0) addValue(r.lifetime, e.lifetimeNs);
-        const rtt = connectionRttNs(e);
-        if (rtt > 0) addValue(r.rtt, rtt);
-        r.bytesSent += e.bytesSent;
-        r.bytesReceived += e.bytesReceived;
-        r.retransmits += e.retransmits;
-        r.resetsReceived += e.resetsReceived;
-        r.resetsSent += e.resetsSent;
+        if (lifetimeNs > 0) addValue(r.lifetime, lifetimeNs);
+        if (rttNs > 0) addValue(r.rtt, rttNs);
+        r.bytesSent += bytesSent;
+        r.bytesReceived += bytesReceived;
+        r.retransmits += retransmits;
+        r.resetsReceived += resetsReceived;
+        r.resetsSent += resetsSent;
         break;
-      }
     }
   }
 
@@ -138,6 +209,7 @@ export class TcpAggregator {
   take(): TcpRow[] {
     const out = this.snapshot();
     this.rows = new Map();
+    this.rawIndex = new Map();
     return out;
   }
 }

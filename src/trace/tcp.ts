@@ -19,7 +19,11 @@ const FLUSH_PERIOD_NS = 100_000_000;
 export interface TcpTracerOptions {
   /** Only connections of this process (default: every process). */
   pid?: number;
-  onEvent: (e: TcpEvent) => void;
+  /**
+   * Each event, decoded; or, for a consumer that reads the records itself (TcpAggregator.addRecord),
+   * each raw record, which it returns false for when it is malformed (counted as decoding failures are).
+   */
+  onEvent: ((e: TcpEvent) => void) | { raw: (rec: Buffer) => boolean };
   prefer?: AttachMethod;
   ringBufferBytes?: number;
   objectPath?: string;
@@ -121,7 +125,11 @@ export class TcpTracer {
     return tracer;
   }
 
-  private onBatch(batch: Buffer, records: number, onEvent: (e: TcpEvent) => void): void {
+  private onBatch(batch: Buffer, records: number, onEvent: TcpTracerOptions['onEvent']): void {
+    if (typeof onEvent !== 'function') {
+      for (const rec of splitRingBufferBatch(batch, records)) if (!onEvent.raw(rec)) this.recordsMalformed++;
+      return;
+    }
     for (const rec of splitRingBufferBatch(batch, records)) {
       let e: TcpEvent;
       try {
