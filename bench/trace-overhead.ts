@@ -258,6 +258,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   for (const w of [wrk, switches]) {
     const mine = results.filter((r) => r.workload === w.name);
+    if (mine.length === 0) continue; // left out with --only
     const base = median(mine.filter((r) => r.tool === NONE.name).map((r) => r.throughput));
     const baseRange = mine.filter((r) => r.tool === NONE.name).map((r) => r.throughput);
     lines.push(`### ${w.name}`, '', `| | ${w.unit}, median (min–max) | vs. no tracer | tool CPU (% of a core) | BPF programs (% of a CPU) | BPF ns per program run |`, '| --- | --- | --- | --- | --- | --- |');

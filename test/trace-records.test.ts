@@ -237,6 +237,8 @@ t.test('TCP rows from raw records (addRecord) are the rows of decoded events (ad
   }
   const decoded = new TcpAggregator();
   const raw = new TcpAggregator();
+  const opened: string[] = [];
+  raw.onNewRow = (e) => opened.push(`${e.pid}|${e.role}|${e.remoteAddress}`);
   for (const r of records) {
     decoded.add(decodeTcpEvent(r));
     t.equal(raw.addRecord(r), true);
@@ -255,6 +257,8 @@ t.test('TCP rows from raw records (addRecord) are the rows of decoded events (ad
   t.same(byKey(raw.snapshot()), rows, 'the same rows, field by field');
   t.same(byKey(merged.snapshot()), rows, 'and across windows');
   t.equal(raw.events, decoded.events);
+  t.equal(opened.length, rows.length, 'onNewRow: once per row');
+  t.same(new Set(opened), new Set(rows.map((r) => `${r.pid}|${r.role}|${r.peerAddress}`)), 'with the event that opened it');
   // What decodeTcpEvent refuses, addRecord refuses, adding nothing.
   const bad = [Buffer.alloc(10), (() => { const b = record(1, 1, 1, false, 1, 80); b.writeUInt32LE(9, 0); return b; })(), (() => { const b = record(1, 1, 1, false, 1, 80); b.writeUInt16LE(7, 92); return b; })()];
   for (const b of bad) {

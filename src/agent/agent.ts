@@ -201,9 +201,9 @@ export class Agent {
     this.budget.setTracers(this.config.tracing);
     this.tracing = new AgentTracing({
       log: (l) => this.log(l),
-      // Attributes are read at a process's first TCP event, while it still exists: a short-lived
-      // client is usually gone by the end of the window.
-      onTcpEvent: (e) => {
+      // Attributes are read at a process's first TCP event of a window, while it still exists: a
+      // short-lived client is usually gone by the end of the window.
+      onTcpRow: (e) => {
         if (e.pid !== 0) this.resources.getExact(e.pid, e.processStartNs, e.comm);
       },
     });

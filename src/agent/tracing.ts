@@ -33,8 +33,11 @@ export interface TracingWanted {
 
 export interface AgentTracingOptions {
   log: (line: string) => void;
-  /** Every TCP event as it arrives (the agent reads the process's resource attributes while it lives). */
-  onTcpEvent?: (e: TcpEvent) => void;
+  /**
+   * The TCP event that opens each row of a window: every process's first event, while it lives (the
+   * agent reads the process's resource attributes then). Not called for every event.
+   */
+  onTcpRow?: (e: TcpEvent) => void;
 }
 
 /** Per collector: attached or not, and why not. */
@@ -79,7 +82,7 @@ export class AgentTracing {
       const have = session.enabled[c];
       if (want && !have) {
         try {
-          if (c === 'tcp') await session.enable('tcp', this.options.onTcpEvent ? { onEvent: this.options.onTcpEvent } : {});
+          if (c === 'tcp') await session.enable('tcp', this.options.onTcpRow ? { onNewRow: this.options.onTcpRow } : {});
           else await session.enable('sched');
           this.attachError[c] = null;
           this.lastHooks[c] = session.hooks()[c] ?? [];

@@ -29,9 +29,18 @@ import { TcpAggregator, TcpRow } from '../trace/tcp-aggregate';
 import type { TcpEvent } from '../trace/tcp-records';
 import { buildResourceMetrics, MetricsWindow } from './otlp-metrics';
 
+export interface TcpCollectionOptions {
+  pid?: number;
+  prefer?: AttachMethod;
+  /** Every event, decoded (costs a decoding per event: `tcp --json`/`--events`). */
+  onEvent?: (e: TcpEvent) => void;
+  /** The event that opens each row of a window (TcpAggregator's onNewRow): every process, cheaply. */
+  onNewRow?: (e: TcpEvent) => void;
+}
+
 export interface TracingSessionOptions {
   /** TCP collection; `pid` limits it to one process. */
-  tcp?: { pid?: number; prefer?: AttachMethod; onEvent?: (e: TcpEvent) => void };
+  tcp?: TcpCollectionOptions;
   /** Run-queue latency collection; `pid` limits it to one process. */
   sched?: { pid?: number; prefer?: AttachMethod };
   /** Attributes of every resource (host.name by default; the agent adds k8s.* and the like). */
@@ -104,6 +113,7 @@ export class TracingSession {
       const o = options as NonNullable<TracingSessionOptions['tcp']>;
       const onEvent = o.onEvent;
       const rows = this.tcpRows;
+      rows.onNewRow = o.onNewRow ?? null;
       this.tcp = await TcpTracer.open({
         ...(o.pid !== undefined ? { pid: o.pid } : {}),
         ...(o.prefer ? { prefer: o.prefer } : {}),

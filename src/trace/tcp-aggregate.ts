@@ -85,6 +85,13 @@ export class TcpAggregator {
   private rawIndex = new Map<string, TcpRow>();
   events = 0;
 
+  /**
+   * Called with the event that opens a row (its process's first event in a window, or the first
+   * with a new peer): a consumer that needs the process while it lives (the agent reads its
+   * resource attributes) sees every process without a callback per event.
+   */
+  onNewRow: ((e: TcpEvent) => void) | null = null;
+
   private rowOf(e: TcpEvent): TcpRow {
     const key = rowKey(e);
     let r = this.rows.get(key);
@@ -110,6 +117,7 @@ export class TcpAggregator {
         resetsSent: 0,
       };
       this.rows.set(key, r);
+      this.onNewRow?.(e);
     }
     return r;
   }
