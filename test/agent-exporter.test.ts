@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Long from 'long';
 import { ExportItem, OtlpHttpExporter, retryAfterMs } from '../src/agent/exporter';
 import { otlpProfilesSchema } from '../src/encode/otlp/schema';
-import { freePort } from './helpers/collector';
+import { freePort } from './helpers/servers';
 
 interface Received {
   headers: http.IncomingHttpHeaders;

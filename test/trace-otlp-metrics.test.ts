@@ -13,7 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OtlpHttpMetricsExporter, metricsUrl } from '../src/telemetry/otlp-http';
 import { buildResourceMetrics, METRIC } from '../src/telemetry/otlp-metrics';
 import { TracingSession } from '../src/telemetry/tracing-session';
-import { freePort, JsonResourceMetrics, metricAttr, TestCollector } from './helpers/collector';
+import { JsonResourceMetrics, metricAttr, TestCollector } from './helpers/collector';
+import { freePort } from './helpers/servers';
 import { requireKernelFeature } from './helpers/kernel-feature';
 import { cliPath } from './helpers/paths';
 

@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import { EbpfprofError, errorMessage } from '../errors';
 import { loadAddon, type NativeAddon } from '../native/addon';
 import { capabilitiesAfterLoad } from '../verify/capability-matrix';
+import { readIntFile } from './privileges';
 import { capabilityBit, capabilityName, capabilityNames, capabilitySet, parseCapabilities, readCapabilities, type ProcessCapabilities } from './capabilities';
 
 export interface ConfinementOptions {
@@ -53,21 +54,12 @@ export interface ConfinementResult {
   problems: string[];
 }
 
-function readInt(file: string): number | undefined {
-  try {
-    const t = fs.readFileSync(file, 'utf8').trim();
-    return /^-?\d+$/.test(t) ? Number(t) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The capabilities confinement keeps here, with why (the matrix's after-load set plus extras). */
 export function capabilitiesToKeep(options: ConfinementOptions = {}): { capability: string; why: string }[] {
   const facts = {
     kernelRelease: options.kernelRelease ?? os.release(),
-    ...((options.unprivilegedBpfDisabled ?? readInt('/proc/sys/kernel/unprivileged_bpf_disabled')) !== undefined
-      ? { unprivilegedBpfDisabled: options.unprivilegedBpfDisabled ?? readInt('/proc/sys/kernel/unprivileged_bpf_disabled')! }
+    ...((options.unprivilegedBpfDisabled ?? readIntFile('/proc/sys/kernel/unprivileged_bpf_disabled')) !== undefined
+      ? { unprivilegedBpfDisabled: options.unprivilegedBpfDisabled ?? readIntFile('/proc/sys/kernel/unprivileged_bpf_disabled')! }
       : {}),
   };
   const keep = capabilitiesAfterLoad(facts, options.loadsWhileRunning === true);

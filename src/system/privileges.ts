@@ -112,7 +112,8 @@ function firstLine(s: string): string {
   return s.split('\n')[0]!;
 }
 
-function readInt(file: string): number | undefined {
+/** The integer a /proc or /sys file holds (a sysctl), or undefined when it is unreadable or not one. */
+export function readIntFile(file: string): number | undefined {
   try {
     const t = fs.readFileSync(file, 'utf8').trim();
     return /^-?\d+$/.test(t) ? Number(t) : undefined;
@@ -171,7 +172,7 @@ export function explainKernelError(e: unknown, whatWasBeingDone: string, context
     }
     case 'EINVAL': {
       if (perf) {
-        const max = readInt('/proc/sys/kernel/perf_event_max_sample_rate');
+        const max = readIntFile('/proc/sys/kernel/perf_event_max_sample_rate');
         if (context.frequencyHz !== undefined && max !== undefined && context.frequencyHz > max) {
           return make(
             'EBADARG',

@@ -12,6 +12,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cliPath } from './paths';
+import { freePort } from './servers';
 import { buildOnce, goBinary, goBuildEnv, type ToolBuild } from './tools';
 
 /** Collector core/contrib release (the first with v1.10.0's numbering is v0.148.0; see docs/agent.md). */
@@ -98,18 +99,6 @@ export async function collectorBinary(): Promise<ToolBuild> {
     fs.writeFileSync(path.join(src, 'go.mod'), goMod());
     run(go, ['build', '-trimpath', '-ldflags=-s -w', '-o', `${binary}.tmp`, '.'], src, log);
   }, { version: OTELCOL_VERSION, go: goVersion });
-}
-
-/** A free TCP port on 127.0.0.1 (released again: the Collector binds it right after). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function connects(port: number): Promise<boolean> {
