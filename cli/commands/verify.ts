@@ -9,6 +9,7 @@ import { EbpfprofError } from '../../src/errors';
 import { formatSummary } from '../../src/verify/report';
 import { runVerify, writeReport, type VerifyTarget } from '../../src/verify/verify';
 import { parseDuration, parsePid } from '../options';
+import { interruptSignal } from './trace-options';
 
 interface VerifyFlags {
   pid?: string;
@@ -53,16 +54,8 @@ export function planVerify(flags: VerifyFlags, command: string[]): VerifyPlan {
 }
 
 export async function runVerifyCommand(plan: VerifyPlan): Promise<number> {
-  const abort = new AbortController();
   // Ctrl-C stops what verify started (the profiler, a target) before exiting; twice quits at once.
-  let interrupts = 0;
-  const onSignal = (): void => {
-    if (++interrupts > 1) process.exit(130);
-    process.stderr.write('\nebpfprof verify: stopping the profiler and the target (Ctrl-C again to quit at once)\n');
-    abort.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = interruptSignal(plan.quiet, 'ending the profiler and the target verify started');
   let report;
   try {
     report = await runVerify({
@@ -73,7 +66,7 @@ export async function runVerifyCommand(plan: VerifyPlan): Promise<number> {
       ...(plan.load !== undefined ? { load: plan.load } : {}),
       ...(plan.manifests !== undefined ? { manifestsDir: plan.manifests } : {}),
       ...(plan.quiet ? {} : { progress: (l: string) => process.stderr.write(`ebpfprof verify: ${l}\n`) }),
-      signal: abort.signal,
+      signal: stop.signal,
     });
   } catch (e) {
     if (e instanceof EbpfprofError && e.code === 'EINTERRUPTED') {
@@ -82,8 +75,7 @@ export async function runVerifyCommand(plan: VerifyPlan): Promise<number> {
     }
     throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.dispose();
   }
   const file = writeReport(report, plan.json);
   process.stdout.write(formatSummary(report, file));
