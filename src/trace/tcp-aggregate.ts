@@ -9,7 +9,7 @@
  * process is (pid, start time): a reused pid gets new rows.
  */
 import { addValue, cloneHistogram, emptyHistogram, Log2Histogram, mergeHistogram } from './histogram';
-import { decodeTcpEvent, errnoName, TCP_EVENT_SIZE, type TcpEvent, type TcpRole } from './tcp-records';
+import { decodeTcpEvent, errnoName, readU64, TCP_EV_CLOSE, TCP_EV_CONNECT, TCP_EV_CONNECT_FAILED, TCP_EVENT, TCP_EVENT_SIZE, TCP_ROLE_PASSIVE, type TcpEvent, type TcpRole } from './tcp-records';
 
 /** Slots of the user-space histograms: same layout as the kernel's (2^k ns upper bounds). */
 export const TCP_HIST_SLOTS = 40;
@@ -48,36 +48,6 @@ export function rowKey(e: TcpEvent): string {
 export function connectionRttNs(e: TcpEvent): number {
   return (e.rttSamples > 0 ? e.rttMeanUs : e.srttUs) * 1000;
 }
-
-/** u64 little-endian as a Number (exact below 2^53: nanoseconds for 104 days, bytes for 8 PiB). */
-function u64(rec: Buffer, at: number): number {
-  return rec.readUInt32LE(at) + rec.readUInt32LE(at + 4) * 4294967296;
-}
-
-/** Offsets in struct tcp_event (bpf/tcp.h; decodeTcpEvent reads the same). */
-const TYPE = 0;
-const TGID = 4;
-const PROC_START = 8;
-const CONNECT_NS = 24;
-const LIFETIME_NS = 32;
-const BYTES_ACKED = 40;
-const BYTES_RECEIVED = 48;
-const RTT_SUM = 56;
-const RTT_COUNT = 64;
-const SRTT = 76;
-const RETRANSMITS = 80;
-const RESETS_RECEIVED = 88;
-const RESETS_SENT = 90;
-const FAMILY = 92;
-const SPORT = 94;
-const DPORT = 96;
-const ROLE = 98;
-const ERROR = 100;
-const DADDR = 120;
-const ROLE_PASSIVE = 2;
-const EV_CONNECT = 1;
-const EV_CONNECT_FAILED = 2;
-const EV_CLOSE = 3;
 
 export class TcpAggregator {
   private rows = new Map<string, TcpRow>();
@@ -124,7 +94,7 @@ export class TcpAggregator {
 
   add(e: TcpEvent): void {
     const r = this.rowOf(e);
-    const type = e.type === 'connect' ? EV_CONNECT : e.type === 'connect-failed' ? EV_CONNECT_FAILED : EV_CLOSE;
+    const type = e.type === 'connect' ? TCP_EV_CONNECT : e.type === 'connect-failed' ? TCP_EV_CONNECT_FAILED : TCP_EV_CLOSE;
     this.apply(r, type, e.connectNs, e.lifetimeNs, connectionRttNs(e), e.bytesSent, e.bytesReceived, e.retransmits, e.resetsReceived, e.resetsSent, e.error);
   }
 
@@ -136,43 +106,42 @@ export class TcpAggregator {
    * JavaScript. Returns false, adding nothing, for a record decodeTcpEvent would refuse.
    */
   addRecord(rec: Buffer): boolean {
+    const o = TCP_EVENT;
     if (rec.length < TCP_EVENT_SIZE) return false;
-    const type = rec.readUInt32LE(TYPE);
-    const family = rec.readUInt16LE(FAMILY);
-    if (type < EV_CONNECT || type > EV_CLOSE || (family !== 2 && family !== 10)) return false;
-    const role = rec[ROLE]!;
-    const port = role === ROLE_PASSIVE ? rec.readUInt16LE(SPORT) : rec.readUInt16LE(DPORT);
-    const peer =
-      family === 2
-        ? `${rec.readUInt32LE(DADDR)}`
-        : `${rec.readUInt32LE(DADDR)}.${rec.readUInt32LE(DADDR + 4)}.${rec.readUInt32LE(DADDR + 8)}.${rec.readUInt32LE(DADDR + 12)}`;
-    const raw = `${rec.readUInt32LE(TGID)}:${rec.readUInt32LE(PROC_START)}:${rec.readUInt32LE(PROC_START + 4)}|${role}|${family}|${peer}|${port}`;
+    const type = rec.readUInt32LE(o.type);
+    const family = rec.readUInt16LE(o.family);
+    if (type < TCP_EV_CONNECT || type > TCP_EV_CLOSE || (family !== 2 && family !== 10)) return false;
+    const role = rec[o.role]!;
+    const port = role === TCP_ROLE_PASSIVE ? rec.readUInt16LE(o.sport) : rec.readUInt16LE(o.dport);
+    const d = o.daddr;
+    const peer = family === 2 ? `${rec.readUInt32LE(d)}` : `${rec.readUInt32LE(d)}.${rec.readUInt32LE(d + 4)}.${rec.readUInt32LE(d + 8)}.${rec.readUInt32LE(d + 12)}`;
+    const raw = `${rec.readUInt32LE(o.tgid)}:${rec.readUInt32LE(o.procStart)}:${rec.readUInt32LE(o.procStart + 4)}|${role}|${family}|${peer}|${port}`;
     let r = this.rawIndex.get(raw);
     if (r === undefined) {
       r = this.rowOf(decodeTcpEvent(rec));
       this.rawIndex.set(raw, r);
     }
-    const rttCount = rec.readUInt32LE(RTT_COUNT);
-    const rttNs = (rttCount > 0 ? u64(rec, RTT_SUM) / rttCount : rec.readUInt32LE(SRTT)) * 1000;
-    const error = type === EV_CONNECT_FAILED ? errnoName(rec.readInt32LE(ERROR)) : '';
-    this.apply(r, type, u64(rec, CONNECT_NS), u64(rec, LIFETIME_NS), rttNs, u64(rec, BYTES_ACKED), u64(rec, BYTES_RECEIVED), rec.readUInt32LE(RETRANSMITS), rec.readUInt16LE(RESETS_RECEIVED), rec.readUInt16LE(RESETS_SENT), error);
+    const rttCount = rec.readUInt32LE(o.rttCount);
+    const rttNs = (rttCount > 0 ? readU64(rec, o.rttSum) / rttCount : rec.readUInt32LE(o.srtt)) * 1000;
+    const error = type === TCP_EV_CONNECT_FAILED ? errnoName(rec.readInt32LE(o.error)) : '';
+    this.apply(r, type, readU64(rec, o.connectNs), readU64(rec, o.lifetimeNs), rttNs, readU64(rec, o.bytesAcked), readU64(rec, o.bytesReceived), rec.readUInt32LE(o.retransmits), rec.readUInt16LE(o.resetsReceived), rec.readUInt16LE(o.resetsSent), error);
     return true;
   }
 
   private apply(r: TcpRow, type: number, connectNs: number, lifetimeNs: number, rttNs: number, bytesSent: number, bytesReceived: number, retransmits: number, resetsReceived: number, resetsSent: number, error: string): void {
     this.events++;
     switch (type) {
-      case EV_CONNECT:
+      case TCP_EV_CONNECT:
         r.connects++;
         addValue(r.connectLatency, connectNs);
         break;
-      case EV_CONNECT_FAILED:
+      case TCP_EV_CONNECT_FAILED:
         r.failures[error] = (r.failures[error] ?? 0) + 1;
         r.retransmits += retransmits;
         r.resetsReceived += resetsReceived;
         r.resetsSent += resetsSent;
         break;
-      case EV_CLOSE:
+      case TCP_EV_CLOSE:
         r.closes++;
         if (lifetimeNs > 0) addValue(r.lifetime, lifetimeNs);
         if (rttNs > 0) addValue(r.rtt, rttNs);

@@ -7,6 +7,47 @@ import { decodeCString, RecordError, TASK_COMM_LEN } from '../sampler/records';
 
 export const TCP_EVENT_SIZE = 136 + TASK_COMM_LEN;
 
+/** Byte offsets of struct tcp_event's fields (bpf/tcp.h): the decoder's and TcpAggregator.addRecord's. */
+export const TCP_EVENT = {
+  type: 0,
+  tgid: 4,
+  procStart: 8,
+  time: 16,
+  connectNs: 24,
+  lifetimeNs: 32,
+  bytesAcked: 40,
+  bytesReceived: 48,
+  rttSum: 56,
+  rttCount: 64,
+  rttMin: 68,
+  rttMax: 72,
+  srtt: 76,
+  retransmits: 80,
+  totalRetrans: 84,
+  resetsReceived: 88,
+  resetsSent: 90,
+  family: 92,
+  sport: 94,
+  dport: 96,
+  role: 98,
+  oldstate: 99,
+  error: 100,
+  saddr: 104,
+  daddr: 120,
+  comm: 136,
+} as const;
+
+/** Values of type and role (bpf/tcp.h). */
+export const TCP_EV_CONNECT = 1;
+export const TCP_EV_CONNECT_FAILED = 2;
+export const TCP_EV_CLOSE = 3;
+export const TCP_ROLE_PASSIVE = 2;
+
+/** u64 little-endian as a Number (exact below 2^53: nanoseconds for 104 days, bytes for 8 PiB). */
+export function readU64(rec: Buffer, at: number): number {
+  return rec.readUInt32LE(at) + rec.readUInt32LE(at + 4) * 4294967296;
+}
+
 /** enum tcp_stat, in order. */
 export const TCP_STATS = [
   'stateChanges',
@@ -25,7 +66,7 @@ export const TCP_STATS = [
 export type TcpStats = Record<(typeof TCP_STATS)[number], number>;
 
 export type TcpEventType = 'connect' | 'connect-failed' | 'close';
-const TYPES: Record<number, TcpEventType> = { 1: 'connect', 2: 'connect-failed', 3: 'close' };
+const TYPES: Record<number, TcpEventType> = { [TCP_EV_CONNECT]: 'connect', [TCP_EV_CONNECT_FAILED]: 'connect-failed', [TCP_EV_CLOSE]: 'close' };
 export type TcpRole = 'unknown' | 'active' | 'passive';
 const ROLES: TcpRole[] = ['unknown', 'active', 'passive'];
 
@@ -113,41 +154,42 @@ function formatAddress(buf: Buffer, offset: number, family: 4 | 6): string {
 }
 
 export function decodeTcpEvent(rec: Buffer): TcpEvent {
+  const o = TCP_EVENT;
   if (rec.length < TCP_EVENT_SIZE) throw new RecordError(`TCP event of ${rec.length} bytes, expected ${TCP_EVENT_SIZE}`);
-  const type = TYPES[rec.readUInt32LE(0)];
-  if (type === undefined) throw new RecordError(`TCP event of unknown type ${rec.readUInt32LE(0)}`);
-  const fam = rec.readUInt16LE(92);
+  const type = TYPES[rec.readUInt32LE(o.type)];
+  if (type === undefined) throw new RecordError(`TCP event of unknown type ${rec.readUInt32LE(o.type)}`);
+  const fam = rec.readUInt16LE(o.family);
   if (fam !== 2 && fam !== 10) throw new RecordError(`TCP event of address family ${fam}`);
   const family = fam === 2 ? 4 : 6;
-  const rttCount = rec.readUInt32LE(64);
-  const rttSum = Number(rec.readBigUInt64LE(56));
-  const oldstate = rec[99]!;
+  const rttCount = rec.readUInt32LE(o.rttCount);
+  const rttSum = readU64(rec, o.rttSum);
+  const oldstate = rec[o.oldstate]!;
   return {
     type,
-    pid: rec.readUInt32LE(4),
-    processStartNs: Number(rec.readBigUInt64LE(8)),
-    timeNs: Number(rec.readBigUInt64LE(16)),
-    connectNs: Number(rec.readBigUInt64LE(24)),
-    lifetimeNs: Number(rec.readBigUInt64LE(32)),
-    bytesSent: Number(rec.readBigUInt64LE(40)),
-    bytesReceived: Number(rec.readBigUInt64LE(48)),
+    pid: rec.readUInt32LE(o.tgid),
+    processStartNs: readU64(rec, o.procStart),
+    timeNs: readU64(rec, o.time),
+    connectNs: readU64(rec, o.connectNs),
+    lifetimeNs: readU64(rec, o.lifetimeNs),
+    bytesSent: readU64(rec, o.bytesAcked),
+    bytesReceived: readU64(rec, o.bytesReceived),
     rttSamples: rttCount,
-    rttMinUs: rec.readUInt32LE(68),
-    rttMaxUs: rec.readUInt32LE(72),
+    rttMinUs: rec.readUInt32LE(o.rttMin),
+    rttMaxUs: rec.readUInt32LE(o.rttMax),
     rttMeanUs: rttCount > 0 ? rttSum / rttCount : 0,
-    srttUs: rec.readUInt32LE(76),
-    retransmits: rec.readUInt32LE(80),
-    totalRetrans: rec.readUInt32LE(84),
-    resetsReceived: rec.readUInt16LE(88),
-    resetsSent: rec.readUInt16LE(90),
+    srttUs: rec.readUInt32LE(o.srtt),
+    retransmits: rec.readUInt32LE(o.retransmits),
+    totalRetrans: rec.readUInt32LE(o.totalRetrans),
+    resetsReceived: rec.readUInt16LE(o.resetsReceived),
+    resetsSent: rec.readUInt16LE(o.resetsSent),
     family,
-    localPort: rec.readUInt16LE(94),
-    remotePort: rec.readUInt16LE(96),
-    role: ROLES[rec[98]!] ?? 'unknown',
+    localPort: rec.readUInt16LE(o.sport),
+    remotePort: rec.readUInt16LE(o.dport),
+    role: ROLES[rec[o.role]!] ?? 'unknown',
     closedFrom: TCP_STATE_NAMES[oldstate] ?? `state ${oldstate}`,
-    error: errnoName(rec.readInt32LE(100)),
-    localAddress: formatAddress(rec, 104, family),
-    remoteAddress: formatAddress(rec, 120, family),
-    comm: decodeCString(rec, 136, TASK_COMM_LEN),
+    error: errnoName(rec.readInt32LE(o.error)),
+    localAddress: formatAddress(rec, o.saddr, family),
+    remoteAddress: formatAddress(rec, o.daddr, family),
+    comm: decodeCString(rec, o.comm, TASK_COMM_LEN),
   };
 }
